@@ -1,0 +1,50 @@
+"""napari-dfcseg: training-free CT/MR segmentation by differentiable feature clustering.
+
+The public API is imported lazily so that ``import napari_dfcseg`` (and
+napari's start-up with the plugin installed) imports neither torch nor Qt.
+
+>>> from napari_dfcseg import segment, DFCConfig      # doctest: +SKIP
+>>> result = segment(volume, mode="2d", spacing=(2.5, 1, 1), config="fast")  # doctest: +SKIP
+"""
+
+from importlib import import_module
+
+from .errors import Cancelled, DFCError, InvalidInputError, ModelFileError, VolumeIOError
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first attribute access (PEP 562)
+_LAZY = {
+    "segment": "napari_dfcseg.engine.segment",
+    "SegmentationResult": "napari_dfcseg.engine.segment",
+    "DFCConfig": "napari_dfcseg.engine.config",
+    "train_model": "napari_dfcseg.engine.model",
+    "apply_model": "napari_dfcseg.engine.model",
+    "load_model": "napari_dfcseg.engine.model",
+    "Model": "napari_dfcseg.engine.model",
+    "read_volume": "napari_dfcseg.io",
+    "write_labels": "napari_dfcseg.io",
+    "Volume": "napari_dfcseg.io",
+}
+
+__all__ = [
+    "__version__",
+    "DFCError",
+    "InvalidInputError",
+    "VolumeIOError",
+    "ModelFileError",
+    "Cancelled",
+    *_LAZY,
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
