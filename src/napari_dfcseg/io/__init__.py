@@ -1,0 +1,27 @@
+"""Medical image input/output with exact patient geometry.
+
+Read scans (NIfTI, NRRD, MetaImage, DICOM series) into a :class:`Volume`
+and save label volumes as NIfTI that open aligned on the scan in 3D Slicer,
+ITK-SNAP and napari.  Conventions are described in ``docs/geometry.md``.
+
+>>> from napari_dfcseg.io import read_volume, write_labels   # doctest: +SKIP
+>>> vol = read_volume("ct_folder")                           # doctest: +SKIP
+>>> write_labels("seg.nii.gz", labels, like=vol)             # doctest: +SKIP
+
+This package never imports torch, napari or Qt.
+"""
+
+from .dicom import SeriesInfo, list_series
+from .readers import read_volume
+from .volume import Volume
+from .writer import label_colour, label_file_paths, write_labels
+
+__all__ = [
+    "Volume",
+    "read_volume",
+    "list_series",
+    "SeriesInfo",
+    "write_labels",
+    "label_colour",
+    "label_file_paths",
+]

@@ -1,0 +1,103 @@
+"""Run the benchmark suite and render docs/benchmarks.md.
+
+    python -m benchmarks.run [--quick] [--device cpu|cuda] [--only quality,speed,scaling,figures]
+
+Full runs write ``benchmarks/results/*.json`` (``benchmarks/results/gpu/`` with
+``--device cuda``) and ``docs/benchmarks.md`` + ``docs/img/bench_*.png``; quick
+runs write everything under ``benchmarks/results/quick/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .common import RESULTS, machine_info, save_results
+
+PARTS = ("quality", "speed", "scaling", "figures")
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few iterations")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma-separated parts among {', '.join(PARTS)}")
+    parser.add_argument("--no-engine", action="store_true",
+                        help="quality: baselines only (seconds, no torch)")
+    parser.add_argument("--results", default=None, help="folder of the JSON results")
+    parser.add_argument("--docs", default=None, help="folder of benchmarks.md (img/ inside)")
+    parser.add_argument("--contended", action="store_true",
+                        help="mark timings as taken under CPU contention")
+    args = parser.parse_args(argv)
+    args.parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; choose among {', '.join(PARTS)}")
+    default_results = RESULTS / ("quick" if args.quick else "gpu" if args.device != "cpu" else "")
+    args.results = Path(args.results) if args.results else default_results
+    if args.docs is None:
+        args.docs = args.results if (args.quick or args.device != "cpu") else RESULTS.parents[1] / "docs"
+    args.docs = Path(args.docs)
+    return args
+
+
+def main(argv=None):
+    args = _parse(argv)
+    command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
+    machine = machine_info(args.device)
+    load = machine.get("load_average_1min", 0.0)
+    contended = args.contended or load > 0.5 * (os.cpu_count() or 1)
+
+    def stamp(payload):
+        return {"command": command.strip(), "machine": machine, "contended": contended,
+                "quick": args.quick, **payload}
+
+    started = time.perf_counter()
+    print(f"benchmarks → {args.results} ({'quick' if args.quick else 'full'}, {args.device}; "
+          f"load {load}{', contended' if contended else ''})")
+    if "quality" in args.parts:
+        from .quality import run_quality
+
+        print("== quality")
+        save_results("quality", stamp(run_quality(quick=args.quick, device=args.device,
+                                                  engine=not args.no_engine)), folder=args.results)
+    if "speed" in args.parts:
+        from .speed import end_to_end_mni, per_iteration
+
+        print("== speed: per iteration vs the original")
+        n_iter, warmup = (3, 1) if args.quick else (20, 3)
+        r = per_iteration(n_iter=n_iter, warmup=warmup, device=args.device)
+        save_results("speed_per_iteration", stamp({"result": r}), folder=args.results)
+        print(f"   ratio engine / original = {r['ratio']:.2f}")
+        print("== speed: end to end on MNI152")
+        runs = end_to_end_mni(crop=16 if args.quick else None, max_iter=3 if args.quick else None,
+                              device=args.device)
+        save_results("end_to_end", stamp({"runs": runs}), folder=args.results)
+    if "scaling" in args.parts:
+        from .speed import scaling
+
+        print("== scaling")
+        save_results("scaling", stamp({"runs": scaling(quick=args.quick, device=args.device)}),
+                     folder=args.results)
+    if "figures" in args.parts:
+        from .figures import paper_images
+
+        print("== figures: the paper's 2D images")
+        img = args.docs / "img"
+        summary = paper_images(img / "bench_paper_images.png", max_iter=2 if args.quick else 200,
+                               device=args.device)
+        save_results("figures", stamp({"summary": summary}), folder=args.results)
+
+    from .report import render
+
+    print(f"report: {render(args.results, args.docs)}")
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

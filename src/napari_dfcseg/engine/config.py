@@ -1,0 +1,218 @@
+"""Run parameters of the engine: :class:`DFCConfig` and its named presets.
+
+Torch-free, so the napari widget can build its controls from it at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import InvalidInputError
+
+__all__ = ["DFCConfig", "PRESETS", "resolve_config"]
+
+
+@dataclass(frozen=True)
+class DFCConfig:
+    """Parameters of one differentiable-feature-clustering run.
+
+    Frozen, so derive variants with ``dataclasses.replace(cfg, max_iter=50)``.
+
+    Parameters
+    ----------
+    n_channels : int
+        Feature channels ``p`` of every layer; also the most clusters a run can give.
+    n_conv : int
+        Convolution blocks (conv k×k → ReLU → BatchNorm) before the 1×1 head.
+    kernel : int
+        Side of the convolution kernels (odd).
+    lr, momentum : float
+        SGD learning rate and momentum.
+    max_iter : int
+        Most training iterations (one mini-batch each).
+    min_labels : int
+        The paper's stop rule: stop once the run shows this many labels or fewer.
+    w_similarity, w_continuity, w_scribble : float
+        Loss weights (the paper's μ = 1, ν = 1 and the scribble weight 0.5).
+    batch_slices : int
+        2D mode: slices per mini-batch, drawn from the whole volume.
+    crop_size : int
+        2D mode: largest in-plane side of a training crop (bounds memory).
+    patch_size : tuple of 3 ints
+        3D mode: (z, y, x) size of a training patch, clipped to the volume.
+    batch_patches : int
+        3D mode: patches per mini-batch, centred on random voxels of the mask.
+    n_clusters : int or None
+        If set, clusters are merged after training down to this many labels
+        (Ward agglomeration of the clusters' mean features). Scribbled classes
+        are never merged with each other.
+    min_size : int
+        Islands (connected components) smaller than this many voxels are
+        merged into the label that surrounds them. 0 keeps everything.
+    stop_rule : {"batch", "eval"}
+        Where ``min_labels`` is checked. ``"batch"`` (the paper): on the
+        training batch, every iteration. ``"eval"``: every ``eval_every``
+        iterations on a fixed evaluation set of slices / patches, with
+        BatchNorm statistics recalibrated on that set, i.e. the labels the
+        user gets; clusters under ``min_cluster_fraction`` of the mask are
+        not counted.
+    eval_every : int
+        Iterations between two checks of the ``"eval"`` stop rule.
+    eval_slices : int
+        Slices (2D) or patches (3D) of the fixed evaluation set, spread evenly
+        over the mask; also the set the BatchNorm statistics are recalibrated on.
+    min_cluster_fraction : float
+        ``"eval"`` stop rule: clusters covering less than this fraction of the
+        evaluation voxels are not counted.
+    min_iter : int
+        Iterations before the stop rule may fire.
+    recalibrate_bn : bool
+        Recompute the BatchNorm statistics on the evaluation set before the
+        final pass (does not change the paper's loss; makes the final pass
+        consistent with what training saw).
+    spacing_aware : bool
+        Weight the continuity term along each axis by ``min(spacing) / spacing``.
+    percentiles : tuple of 2 floats
+        Intensity percentiles (inside the mask) mapped to 0 and 1.
+    hu_window : tuple of 2 floats or None
+        CT: clip intensities to this HU window before normalising.
+    preview_every : int
+        Iterations between two live previews in ``progress``'s ``info``.
+    infer_batch_slices : int
+        2D mode: slices per batch of the final labelling pass.
+    chunk_size : int
+        3D mode: side of the cubic chunks of the final labelling pass.
+    """
+
+    n_channels: int = 100
+    n_conv: int = 2
+    kernel: int = 3
+    lr: float = 0.1
+    momentum: float = 0.9
+    max_iter: int = 1000
+    min_labels: int = 3
+    w_similarity: float = 1.0
+    w_continuity: float = 1.0
+    w_scribble: float = 0.5
+    batch_slices: int = 8
+    crop_size: int = 256
+    patch_size: tuple = (32, 64, 64)
+    batch_patches: int = 2
+    n_clusters: int | None = None
+    min_size: int = 0
+    stop_rule: str = "batch"
+    eval_every: int = 1
+    eval_slices: int = 16
+    min_cluster_fraction: float = 0.0
+    min_iter: int = 0
+    recalibrate_bn: bool = True
+    spacing_aware: bool = True
+    percentiles: tuple = (0.5, 99.5)
+    hu_window: tuple | None = None
+    preview_every: int = 10
+    infer_batch_slices: int = 4
+    chunk_size: int = 64
+
+    def __post_init__(self):
+        _validate(self)
+
+    @classmethod
+    def preset(cls, name: str) -> "DFCConfig":
+        """The named preset (see :data:`PRESETS`)."""
+        try:
+            return PRESETS[name]
+        except (KeyError, TypeError):
+            raise InvalidInputError(
+                f"unknown config preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}"
+            ) from None
+
+    def to_dict(self) -> dict:
+        """Plain-type dictionary (tuples as lists): safe to store in a model file."""
+        return {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DFCConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``InvalidInputError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise InvalidInputError(f"unknown DFCConfig fields: {', '.join(sorted(unknown))}")
+        clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
+        return cls(**clean)
+
+
+def _validate(cfg: DFCConfig) -> None:
+    def bad(field, why):
+        raise InvalidInputError(f"DFCConfig.{field} = {getattr(cfg, field)!r}: {why}")
+
+    for field in ("n_channels", "n_conv", "kernel", "max_iter", "batch_slices", "crop_size",
+                  "batch_patches", "eval_every", "eval_slices", "preview_every",
+                  "infer_batch_slices", "chunk_size"):
+        value = getattr(cfg, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            bad(field, "must be a positive integer")
+    if cfg.n_channels < 2:
+        bad("n_channels", "must be at least 2")
+    if cfg.kernel % 2 == 0:
+        bad("kernel", "must be odd")
+    if cfg.lr <= 0:
+        bad("lr", "must be positive")
+    if not 0 <= cfg.momentum < 1:
+        bad("momentum", "must be in [0, 1)")
+    if cfg.min_labels < 1:
+        bad("min_labels", "must be at least 1")
+    if cfg.min_iter < 0 or cfg.min_size < 0:
+        bad("min_iter" if cfg.min_iter < 0 else "min_size", "must not be negative")
+    if cfg.n_clusters is not None and not (1 <= cfg.n_clusters <= cfg.n_channels):
+        bad("n_clusters", f"must be None or between 1 and n_channels ({cfg.n_channels})")
+    if cfg.stop_rule not in ("batch", "eval"):
+        bad("stop_rule", "must be 'batch' or 'eval'")
+    if len(cfg.patch_size) != 3 or min(cfg.patch_size) < 1:
+        bad("patch_size", "must be 3 positive integers (z, y, x)")
+    if len(cfg.percentiles) != 2 or not 0 <= cfg.percentiles[0] < cfg.percentiles[1] <= 100:
+        bad("percentiles", "must be (low, high) with 0 <= low < high <= 100")
+    if cfg.hu_window is not None and (len(cfg.hu_window) != 2 or cfg.hu_window[0] >= cfg.hu_window[1]):
+        bad("hu_window", "must be None or (low, high) with low < high")
+    if not 0 <= cfg.min_cluster_fraction < 1:
+        bad("min_cluster_fraction", "must be in [0, 1)")
+    for field in ("w_similarity", "w_continuity", "w_scribble"):
+        if getattr(cfg, field) < 0:
+            bad(field, "must not be negative")
+
+
+#: Named presets. ``"paper"``: the published defaults (Kim et al. 2020).
+#: ``"default"``: the measured best on the head phantom (docs/method.md).
+#: ``"fast"``: fewer channels and iterations, for a quick look.
+PRESETS: dict[str, DFCConfig] = {
+    "paper": DFCConfig(),
+}
+PRESETS["default"] = dataclasses.replace(
+    PRESETS["paper"],
+    n_channels=32,
+    lr=0.01,
+    max_iter=300,
+    min_labels=3,
+    stop_rule="eval",
+    eval_every=5,
+    min_cluster_fraction=0.005,
+    min_iter=20,
+)
+PRESETS["fast"] = dataclasses.replace(PRESETS["default"], n_channels=16, max_iter=100, batch_slices=4)
+
+
+def resolve_config(config: "DFCConfig | str | None") -> DFCConfig:
+    """A :class:`DFCConfig` from a config, a preset name, or ``None`` (the default preset)."""
+    if config is None:
+        return PRESETS["default"]
+    if isinstance(config, DFCConfig):
+        return config
+    if isinstance(config, str):
+        return DFCConfig.preset(config)
+    raise InvalidInputError(
+        f"config must be a DFCConfig or a preset name ({', '.join(sorted(PRESETS))}), "
+        f"got {type(config).__name__}"
+    )

@@ -1,0 +1,218 @@
+"""Whole-volume labelling with bounded memory, and BatchNorm recalibration.
+
+The response map of a whole volume, (p, z, y, x) floats, is never held:
+2D mode labels a few slices at a time, 3D mode cubic chunks with a halo of
+the network's receptive field (so the chunked labels equal a single
+whole-volume pass), and the per-cluster statistics that post-processing
+needs (voxel count, mean feature, mean intensity) are accumulated on the fly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .device import autocast
+from .network import receptive_radius
+from .sampling import stack_regions
+
+__all__ = ["RawLabels", "label_volume", "recalibrate_batchnorm", "region_labels", "check_cancel"]
+
+
+def check_cancel(cancel):
+    """Raise :class:`~napari_dfcseg.errors.Cancelled` if ``cancel`` (callable or Event) fired."""
+    from ..errors import Cancelled
+
+    if cancel is None:
+        return
+    fired = cancel.is_set() if hasattr(cancel, "is_set") else cancel()
+    if fired:
+        raise Cancelled("segmentation cancelled by the user")
+
+
+@dataclass
+class RawLabels:
+    """Cluster ids of one volume and the per-cluster statistics.
+
+    Attributes
+    ----------
+    ids : (z, y, x) int16 ndarray
+        Argmax channel of every voxel in the mask, -1 outside.
+    counts : (p,) int64 ndarray
+        Voxels per cluster.
+    feature_sum : (p, p) float64 ndarray
+        Sum of the response vectors of each cluster's voxels.
+    intensity_sum : (p,) float64 ndarray
+        Sum of the normalised channel-0 intensity of each cluster's voxels.
+    """
+
+    ids: np.ndarray
+    counts: np.ndarray
+    feature_sum: np.ndarray
+    intensity_sum: np.ndarray
+
+
+def _forward(net, x, device):
+    with autocast(device):
+        return net(torch.from_numpy(np.ascontiguousarray(x)).to(device)).float()
+
+
+class _StopForward(Exception):
+    pass
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net, volumes, regions, mode, device, *, batch_size=4, cancel=None):
+    """Set every BatchNorm's running statistics to the exact statistics of ``regions``.
+
+    Layer by layer, in forward order: the statistics of layer ``l``'s input
+    are computed with the layers before it already recalibrated (precise
+    BatchNorm), so the network in eval mode normalises each layer as if the
+    whole evaluation set had been one training batch.
+
+    ``regions`` is a list of ``(volume_index, region)``; same-size regions
+    of a volume are stacked into batches of ``batch_size``.
+    """
+    net.eval()
+    for bn in net.batchnorms:
+        acc = {"sum": 0.0, "sq": 0.0, "n": 0}
+
+        def hook(module, inputs):
+            a = inputs[0].float().transpose(0, 1).reshape(inputs[0].shape[1], -1).double()
+            acc["sum"] = acc["sum"] + a.sum(1)
+            acc["sq"] = acc["sq"] + (a * a).sum(1)
+            acc["n"] += a.shape[1]
+            raise _StopForward  # later layers are not needed for this one
+
+        handle = bn.register_forward_pre_hook(hook)
+        try:
+            for x, _, _ in _batches(volumes, regions, mode, batch_size):
+                check_cancel(cancel)
+                try:
+                    _forward(net, x, device)
+                except _StopForward:
+                    pass
+        finally:
+            handle.remove()
+        mean = acc["sum"] / acc["n"]
+        var = (acc["sq"] / acc["n"] - mean * mean).clamp_min(0.0)
+        bn.running_mean.copy_(mean.to(bn.running_mean))
+        bn.running_var.copy_(var.to(bn.running_var))
+
+
+def _batches(volumes, regions, mode, batch_size):
+    """Stack consecutive same-volume, same-shape regions into batches."""
+    group = []
+
+    def key(item):
+        i, r = item
+        return i, tuple(s.stop - s.start for s in r)
+
+    for item in regions:
+        if group and (key(item) != key(group[0]) or len(group) == batch_size):
+            yield stack_regions(volumes[group[0][0]], [r for _, r in group], mode)
+            group = []
+        group.append(item)
+    if group:
+        yield stack_regions(volumes[group[0][0]], [r for _, r in group], mode)
+
+
+@torch.no_grad()
+def region_labels(net, volumes, regions, mode, device, *, batch_size=4, cancel=None):
+    """Eval-mode cluster ids of the valid voxels of ``regions``: one flat int64 array."""
+    net.eval()
+    out = []
+    for x, valid, _ in _batches(volumes, regions, mode, batch_size):
+        check_cancel(cancel)
+        ids = _forward(net, x, device).argmax(1).cpu().numpy()
+        out.append(ids[valid])
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def _chunks(bbox, size):
+    """Cubic chunk grid covering ``bbox`` (tuple of 3 slices)."""
+    ranges = [range(s.start, s.stop, size) for s in bbox]
+    for z in ranges[0]:
+        for y in ranges[1]:
+            for x in ranges[2]:
+                yield tuple(slice(a, min(a + size, s.stop)) for a, s in zip((z, y, x), bbox))
+
+
+@torch.no_grad()
+def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
+    """Label every voxel of ``vol``'s mask with its argmax cluster.
+
+    Parameters
+    ----------
+    net : DFCNet
+        Put in eval mode (BatchNorm uses its running statistics).
+    vol : TrainingVolume
+    mode : {"2d", "3d"}
+    config : DFCConfig
+        ``infer_batch_slices`` (2D) or ``chunk_size`` (3D).
+    on_step : callable(done, total) or None
+        Called after each batch / chunk.
+
+    Returns
+    -------
+    RawLabels
+    """
+    net.eval()
+    p = config.n_channels
+    shape = vol.shape
+    halo = receptive_radius(config.n_conv, config.kernel)
+    ids = np.full(shape, -1, dtype=np.int16)
+    counts = torch.zeros(p, dtype=torch.int64)
+    feature_sum = torch.zeros(p, p, dtype=torch.float64)
+    intensity_sum = torch.zeros(p, dtype=torch.float64)
+
+    if mode == "2d":
+        # in plane: the mask's bounding box plus the halo, so every mask
+        # voxel sees exactly the context it would see in the full slice
+        ys, xs = (slice(max(0, s.start - halo), min(n, s.stop + halo))
+                  for s, n in zip(vol.bbox[1:], shape[1:]))
+        zs = vol.slices
+        step = config.infer_batch_slices
+        jobs = [(zs[i:i + step], ys, xs) for i in range(0, len(zs), step)]
+    else:
+        jobs = list(_chunks(vol.bbox, config.chunk_size))
+
+    for done, job in enumerate(jobs, 1):
+        check_cancel(cancel)
+        if mode == "2d":
+            z_idx, ys, xs = job
+            x = vol.x[:, z_idx, ys, xs].transpose(1, 0, 2, 3)
+            r = _forward(net, x, device)  # (b, p, h, w)
+            target = (z_idx, ys, xs)
+            inner = r
+        else:
+            ext = tuple(slice(max(0, s.start - halo), min(n, s.stop + halo)) for s, n in zip(job, shape))
+            x = vol.x[(slice(None),) + ext][np.newaxis]
+            r = _forward(net, x, device)[0]  # (p, dz, dy, dx)
+            crop = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(job, ext))
+            inner = r[(slice(None),) + crop].unsqueeze(0)
+            target = job
+        block_ids = inner.argmax(1).cpu()  # (b, ...) int64
+        if mode == "2d":
+            valid = (np.ones(block_ids.shape, bool) if vol.mask is None
+                     else vol.mask[z_idx][:, ys, xs])
+            x0 = vol.x[0][z_idx][:, ys, xs]
+        else:
+            valid = vol.valid(job)[np.newaxis]
+            x0 = vol.x[0][job][np.newaxis]
+        valid_t = torch.from_numpy(np.ascontiguousarray(valid))
+        sel = block_ids[valid_t]
+        block = np.full(block_ids.shape, -1, dtype=np.int16)
+        block[valid] = sel.numpy().astype(np.int16)
+        ids[target] = block if mode == "2d" else block[0]
+        feats = inner.movedim(1, -1)[valid_t.to(inner.device)].double().cpu()
+        counts += torch.bincount(sel, minlength=p)
+        feature_sum.index_add_(0, sel, feats)
+        intensity_sum += torch.bincount(sel, weights=torch.from_numpy(x0[valid].astype(np.float64)),
+                                        minlength=p)
+        if on_step is not None:
+            on_step(done, len(jobs))
+    return RawLabels(ids=ids, counts=counts.numpy(), feature_sum=feature_sum.numpy(),
+                     intensity_sum=intensity_sum.numpy())

@@ -1,0 +1,54 @@
+"""npe2 writer: a Labels layer → NIfTI (.nii/.nii.gz) with the source scan's geometry.
+
+Also writes ITK-SNAP's label description file next to it, so the labels open
+aligned and coloured in 3D Slicer and ITK-SNAP.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._layers import volume_of_layer_state
+
+__all__ = ["write_labels_layer", "label_names_of_features"]
+
+
+def write_labels_layer(path, data, meta):
+    """Write one Labels layer as a NIfTI label volume.
+
+    Parameters
+    ----------
+    path : str
+        Target ``.nii`` or ``.nii.gz`` file.
+    data : ndarray
+        The label image.
+    meta : dict
+        The layer's state as napari passes it to writers (transform,
+        ``metadata["dfcseg"]`` geometry, ``features`` with optional names).
+
+    Returns
+    -------
+    list of str
+        Every file written.
+    """
+    from napari_dfcseg.io import write_labels
+
+    labels = np.asarray(data)
+    like = volume_of_layer_state(labels, meta)
+    names = label_names_of_features(meta.get("features"))
+    written = write_labels(path, labels, like=like, names=names or None)
+    return [str(p) for p in written]
+
+
+def label_names_of_features(features):
+    """``{label: name}`` from a layer's features table (columns ``index`` and ``name``)."""
+    if features is None or len(features) == 0:
+        return {}
+    columns = getattr(features, "columns", features.keys() if hasattr(features, "keys") else [])
+    if "index" not in columns or "name" not in columns:
+        return {}
+    names = {}
+    for label, name in zip(features["index"], features["name"]):
+        if int(label) != 0 and isinstance(name, str) and name.strip():
+            names[int(label)] = name.strip()
+    return names

@@ -1,0 +1,188 @@
+"""Shared test fixtures: small synthetic scans written by third-party libraries.
+
+``make_dicom_series`` writes a CT (or MR) series with pydicom, one file per
+slice, with an oblique ImageOrientationPatient, anisotropic voxels, a non-zero
+origin and rescale slope/intercept.  ``make_oblique_nifti`` writes a NIfTI with
+nibabel whose sform/qform are oblique.  Both return what they wrote, so tests
+can compare a reader's output with the ground truth the fixture used.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def rotation_matrix(angles_deg=(15.0, -10.0, 25.0)):
+    """3x3 rotation from rotations about x, y then z (degrees)."""
+    ax, ay, az = np.deg2rad(angles_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+@dataclass
+class DicomSeries:
+    """What ``make_dicom_series`` wrote: files plus the geometry truth (LPS)."""
+
+    folder: Path
+    files: list
+    stored: np.ndarray  # (z, y, x) stored pixel values
+    hu: np.ndarray  # (z, y, x) stored * slope + intercept
+    spacing: tuple  # (sz, sy, sx)
+    origin: tuple  # LPS (x, y, z) of the first slice's first pixel
+    direction: np.ndarray  # columns: row dir, column dir, slice normal
+    series_uid: str
+    patient_name: str
+
+
+def _ds(value):
+    """A DICOM decimal string (at most 16 characters)."""
+    text = f"{value:.10g}"
+    return text if len(text) <= 16 else f"{value:.8f}"[:16]
+
+
+def write_dicom_series(
+    folder,
+    shape=(6, 10, 12),
+    spacing=(2.5, 0.7, 0.7),
+    origin=(-120.5, 35.25, 410.0),
+    rotation=None,
+    slope=0.5,
+    intercept=-1024.0,
+    modality="CT",
+    description="Synthetic oblique CT",
+    patient_name="SENTINEL^Jane^Q",
+    series_uid=None,
+    series_number=3,
+    positions=None,
+    orientations=None,
+    stored=None,
+    file_prefix="slice",
+    seed=0,
+):
+    """Write a single-frame DICOM series with pydicom and return a :class:`DicomSeries`.
+
+    ``positions`` (list of LPS points) and ``orientations`` (list of 6-vectors)
+    override the regular geometry per slice, to make broken series.
+    """
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    nz, ny, nx = shape
+    sz, sy, sx = spacing
+    rot = rotation_matrix() if rotation is None else np.asarray(rotation, float)
+    row_dir, col_dir = rot[:, 0], rot[:, 1]
+    normal = np.cross(row_dir, col_dir)
+    if stored is None:
+        rng = np.random.default_rng(seed)
+        zz, yy, xx = np.mgrid[0:nz, 0:ny, 0:nx]
+        stored = (zz * 400 + yy * 23 + xx * 7 + rng.integers(0, 5, shape)).astype(np.int16)
+    stored = np.asarray(stored, dtype=np.int16)
+    series_uid = series_uid or generate_uid()
+    study_uid = generate_uid()
+    frame_uid = generate_uid()
+    files = []
+    for k in range(nz):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.PatientName = patient_name
+        ds.PatientID = "SENTINEL-ID-123"
+        ds.PatientBirthDate = "19700101"
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = frame_uid
+        ds.StudyDate = datetime.date(2024, 1, 2).strftime("%Y%m%d")
+        ds.Modality = modality
+        ds.SeriesDescription = description
+        ds.SeriesNumber = series_number
+        ds.InstanceNumber = k + 1
+        position = origin + k * sz * normal if positions is None else positions[k]
+        ds.ImagePositionPatient = [_ds(v) for v in np.asarray(position, float)]
+        iop = np.concatenate([row_dir, col_dir]) if orientations is None else orientations[k]
+        ds.ImageOrientationPatient = [_ds(v) for v in iop]
+        ds.PixelSpacing = [_ds(sy), _ds(sx)]  # row spacing (between rows), column spacing
+        ds.SliceThickness = _ds(sz)
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = ny, nx
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+        ds.PixelRepresentation = 1
+        ds.RescaleSlope = _ds(slope)
+        ds.RescaleIntercept = _ds(intercept)
+        ds.PixelData = stored[k].tobytes()
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        path = folder / f"{file_prefix}{k:03d}.dcm"
+        pydicom.dcmwrite(path, ds, write_like_original=False)
+        files.append(path)
+    direction = np.column_stack([row_dir, col_dir, normal])
+    return DicomSeries(
+        folder=folder,
+        files=files,
+        stored=stored,
+        hu=stored * float(slope) + float(intercept),
+        spacing=tuple(spacing),
+        origin=tuple(np.asarray(origin, float)),
+        direction=direction,
+        series_uid=series_uid,
+        patient_name=patient_name,
+    )
+
+
+@pytest.fixture
+def make_dicom_series(tmp_path):
+    """Factory: ``make_dicom_series(subfolder="ct", **write_dicom_series_kwargs)``."""
+
+    def make(subfolder="ct", **kwargs):
+        return write_dicom_series(tmp_path / subfolder, **kwargs)
+
+    return make
+
+
+def oblique_affine_ras(zooms=(0.8, 1.1, 2.0), offset=(-90.3, 102.7, -40.2), angles_deg=(12.0, -7.0, 30.0)):
+    """A RAS affine with rotation, anisotropic zooms (i, j, k) and an offset."""
+    affine = np.eye(4)
+    affine[:3, :3] = rotation_matrix(angles_deg) @ np.diag(zooms)
+    affine[:3, 3] = offset
+    return affine
+
+
+def write_oblique_nifti(path, shape_xyz=(9, 7, 5), affine=None, dtype=np.int16, qform_affine=None, seed=0):
+    """Write a NIfTI with nibabel (sform = qform = ``affine`` unless ``qform_affine``).
+
+    Returns ``(path, data_xyz, affine)``.
+    """
+    import nibabel as nib
+
+    affine = oblique_affine_ras() if affine is None else np.asarray(affine, float)
+    rng = np.random.default_rng(seed)
+    data = rng.integers(-1000, 2000, size=shape_xyz).astype(dtype)
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_sform(affine, code=1)
+    img.header.set_qform(affine if qform_affine is None else qform_affine, code=1)
+    nib.save(img, str(path))
+    return Path(path), data, affine
+
+
+@pytest.fixture
+def make_oblique_nifti(tmp_path):
+    """Factory: ``make_oblique_nifti(name="scan.nii.gz", **write_oblique_nifti_kwargs)``."""
+
+    def make(name="scan.nii.gz", **kwargs):
+        return write_oblique_nifti(tmp_path / name, **kwargs)
+
+    return make

@@ -1,0 +1,113 @@
+"""The label table: per-label statistics in the layer's features and undoable edits."""
+
+import numpy as np
+import pytest
+
+from napari_dfcseg.plugin._label_table import LabelTable, apply_labels_edit, changed_block
+
+
+def _three_labels():
+    labels = np.zeros((4, 10, 10), dtype=np.uint8)
+    labels[:, :5, :5] = 1  # 100 voxels
+    labels[:, 5:, :] = 2  # 200 voxels
+    labels[1, 1, 8] = 3  # a one-voxel island inside background
+    labels[2, 7, 7] = 3  # a one-voxel island inside label 2
+    image = np.where(labels == 1, 10.0, 0.0) + np.where(labels == 2, 50.0, 0.0)
+    image += np.where(labels == 3, 99.0, 0.0)
+    return labels, image.astype(np.float32)
+
+
+@pytest.fixture
+def table_on_layers(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    labels, image = _three_labels()
+    viewer.add_image(image, name="scan", scale=(2.0, 0.5, 0.5))
+    layer = viewer.add_labels(labels.copy(), name="scan clusters", scale=(2.0, 0.5, 0.5))
+    table = LabelTable(viewer)
+    viewer.window.add_dock_widget(table)
+    table.show_layer(layer)
+    qtbot.waitUntil(lambda: table.table.rowCount() == 3, timeout=10_000)
+    return viewer, layer, table, qtbot
+
+
+def test_table_counts_voxels_volume_and_intensity_into_features(table_on_layers):
+    _, layer, table, _ = table_on_layers
+    features = layer.features.set_index("index")
+    assert features.loc[1, "voxels"] == 100
+    assert features.loc[2, "voxels"] == 199
+    # 2 x 0.5 x 0.5 mm = 0.5 mm3 per voxel
+    assert features.loc[2, "volume_ml"] == pytest.approx(199 * 0.5 / 1000)
+    assert features.loc[1, "mean"] == pytest.approx(10.0)
+    assert features.loc[3, "mean"] == pytest.approx(99.0)
+    assert features.loc[1, "sd"] == pytest.approx(0.0)
+    assert table.table.item(1, 2).text() == "199"
+
+
+def test_merge_selected_labels_is_one_undo_step(table_on_layers):
+    _, layer, table, qtbot = table_on_layers
+    before = layer.data.copy()
+    table.table.selectRow(1)  # label 2
+    table.table.setRangeSelected(_row_range(table.table, 2), True)  # + label 3
+    assert table.selected_labels() == [2, 3]
+    table.merge_selected()
+    qtbot.waitUntil(lambda: not (layer.data == 3).any(), timeout=10_000)
+    assert (layer.data == 2).sum() == 201
+    qtbot.waitUntil(lambda: table.table.rowCount() == 2, timeout=10_000)
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, before)
+    layer.redo()
+    assert (layer.data == 2).sum() == 201
+
+
+def _row_range(widget, row):
+    from qtpy.QtWidgets import QTableWidgetSelectionRange
+
+    return QTableWidgetSelectionRange(row, 0, row, widget.columnCount() - 1)
+
+
+def test_remove_islands_merges_only_islands_with_a_neighbour(table_on_layers):
+    _, layer, table, qtbot = table_on_layers
+    table.remove_islands(2)
+    qtbot.waitUntil(lambda: layer.data[2, 7, 7] == 2, timeout=10_000)
+    assert layer.data[1, 1, 8] == 3  # touches only background: kept
+    layer.undo()
+    assert layer.data[2, 7, 7] == 3
+
+
+def test_relabel_by_size_numbers_largest_first_and_undoes(table_on_layers):
+    _, layer, table, qtbot = table_on_layers
+    table.relabel_by_size()
+    qtbot.waitUntil(lambda: layer.data[0, 9, 9] == 1, timeout=10_000)
+    assert layer.data[0, 0, 0] == 2
+    layer.undo()
+    assert layer.data[0, 9, 9] == 2 and layer.data[0, 0, 0] == 1
+
+
+def test_typed_name_goes_into_features(table_on_layers):
+    _, layer, table, _ = table_on_layers
+    table.table.item(0, 1).setText("white matter")
+    names = dict(zip(layer.features["index"], layer.features["name"]))
+    assert names[1] == "white matter"
+
+
+def test_changed_block_is_the_bounding_box_of_changes():
+    old = np.zeros((5, 6, 7), dtype=np.uint8)
+    new = old.copy()
+    new[1, 2, 3] = 4
+    new[3, 4, 3] = 5
+    box, values = changed_block(old, new)
+    assert box == (slice(1, 4), slice(2, 5), slice(3, 4))
+    np.testing.assert_array_equal(values, new[box])
+    assert changed_block(old, old.copy()) is None
+
+
+def test_apply_labels_edit_undo_restores_exactly(make_napari_viewer):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 5, size=(6, 8, 8)).astype(np.uint8)
+    layer = viewer.add_labels(data.copy())
+    new = np.where(data == 4, 1, data).astype(np.uint8)
+    apply_labels_edit(layer, *changed_block(data, new))
+    np.testing.assert_array_equal(layer.data, new)
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, data)

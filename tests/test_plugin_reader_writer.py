@@ -1,0 +1,118 @@
+"""The plugin's reader, writer and sample data in a real napari viewer."""
+
+import itertools
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from napari_dfcseg.plugin._reader import get_reader
+
+PLUGIN = "napari-dfcseg"
+
+
+def _corners(shape):
+    return list(itertools.product(*[(0, n - 1) for n in shape]))
+
+
+def test_oblique_nifti_corners_sit_at_simpleitk_physical_points(make_napari_viewer, make_oblique_nifti):
+    path, _, _ = make_oblique_nifti()
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin=PLUGIN)
+    reference = sitk.ReadImage(str(path))
+    assert layer.data.shape == reference.GetSize()[::-1]
+    for k, j, i in _corners(layer.data.shape):
+        lps_xyz = reference.TransformIndexToPhysicalPoint((i, j, k))
+        np.testing.assert_allclose(layer.data_to_world((k, j, i)), lps_xyz[::-1], atol=1e-4)
+
+
+def test_ct_dicom_opens_in_soft_tissue_window_with_its_geometry(make_napari_viewer, make_dicom_series):
+    series = make_dicom_series()
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(series.folder), plugin=PLUGIN)
+    assert layer.contrast_limits == [-160.0, 240.0]  # W400 / L40
+    np.testing.assert_allclose(layer.data, series.hu)
+    # geometry kept for the writer, without patient data
+    meta = layer.metadata["dfcseg"]
+    np.testing.assert_allclose(meta["origin"], series.origin, atol=1e-4)
+    assert series.patient_name.split("^")[0] not in repr(meta)
+    np.testing.assert_allclose(layer.data_to_world((0, 0, 0)), series.origin[::-1], atol=1e-4)
+
+
+def test_multi_series_dicom_folder_gives_one_named_layer_per_series(make_napari_viewer, make_dicom_series, tmp_path):
+    make_dicom_series("exam/a", description="Axial CT", series_number=2)
+    make_dicom_series("exam/b", description="T1 MPRAGE", modality="MR", series_number=5,
+                      shape=(4, 8, 8), file_prefix="mr")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "exam"), plugin=PLUGIN)
+    assert sorted(layer.name for layer in layers) == ["Axial CT", "T1 MPRAGE"]
+    mr = next(layer for layer in layers if layer.name == "T1 MPRAGE")
+    low, high = mr.contrast_limits
+    assert np.percentile(mr.data, 0.5) == pytest.approx(low)
+    assert np.percentile(mr.data, 99.5) == pytest.approx(high)
+
+
+def test_reader_declines_files_it_cannot_read(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a scan")
+    (tmp_path / "empty").mkdir()
+    assert get_reader(str(tmp_path / "notes.txt")) is None
+    assert get_reader(str(tmp_path / "empty")) is None
+    assert get_reader(str(tmp_path / "scan.nii.gz")) is not None
+
+
+def test_labels_saved_with_the_writer_have_the_source_affine(make_napari_viewer, make_oblique_nifti, tmp_path):
+    path, _, _ = make_oblique_nifti()
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(path), plugin=PLUGIN)
+    from napari_dfcseg.plugin._layers import output_layer_kwargs
+
+    labels = (image.data > 500).astype(np.uint8)
+    layer = viewer.add_labels(labels, name="seg", **output_layer_kwargs(image))
+    target = tmp_path / "seg.nii.gz"
+    written = _save(layer, target)
+    assert str(target) in written
+    saved = nib.load(str(target))
+    np.testing.assert_allclose(saved.affine, nib.load(str(path)).affine, atol=1e-5)
+    # nibabel's x, y, z array is our (z, y, x) array transposed
+    np.testing.assert_array_equal(np.asarray(saved.dataobj).transpose(2, 1, 0), labels)
+    assert (tmp_path / "seg.labels.txt").is_file()
+
+
+def _save(layer, target):
+    from napari import save_layers
+
+    return save_layers(str(target), [layer], plugin=PLUGIN)
+
+
+def test_writer_falls_back_to_the_layer_transform_without_metadata(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    rotate = np.array([[1.0, 0, 0], [0, 0.8, -0.6], [0, 0.6, 0.8]])
+    labels = np.zeros((3, 4, 5), dtype=np.uint8)
+    labels[1, 2, 3] = 7
+    layer = viewer.add_labels(labels, scale=(3.0, 0.5, 0.7), translate=(10.0, -20.0, 30.0), rotate=rotate)
+    target = tmp_path / "plain.nii"
+    _save(layer, target)
+    saved = nib.load(str(target))
+    for k, j, i in _corners(labels.shape):
+        ras = saved.affine @ np.array([i, j, k, 1.0])
+        lps_zyx = (ras[:3] * [-1, -1, 1])[::-1]
+        np.testing.assert_allclose(layer.data_to_world((k, j, i)), lps_zyx, atol=1e-5)
+
+
+def test_head_phantom_sample_opens_with_its_spacing(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "head_phantom")
+    [layer] = viewer.layers
+    assert layer.data.ndim == 3
+    np.testing.assert_allclose(layer.scale, (2.5, 1.0, 1.0))
+    assert layer.metadata["dfcseg"]["spacing"] == [2.5, 1.0, 1.0]
+
+
+def test_mni152_sample_opens_when_nilearn_is_installed(make_napari_viewer):
+    pytest.importorskip("nilearn")
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "mni152")
+    [layer] = viewer.layers
+    assert layer.data.shape == (189, 233, 197)
+    np.testing.assert_allclose(np.abs(layer.scale), 1.0)

@@ -1,0 +1,158 @@
+"""The DFC Segmentation widget end to end in a real napari window."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_dfcseg.datasets import head_phantom
+from napari_dfcseg.io import Volume
+from napari_dfcseg.plugin._layers import image_layer_data
+from napari_dfcseg.plugin._widget import DFCSegWidget
+
+ROTATION = np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])  # columns: i, j, k in LPS
+
+
+@pytest.fixture
+def notifications():
+    """Every napari notification dispatched during the test."""
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    yield seen
+    notification_manager.notification_ready.disconnect(seen.append)
+
+
+def _oblique_phantom_volume():
+    p = head_phantom(shape=(6, 32, 28), spacing=(3.0, 1.2, 1.2))
+    return Volume.from_array(p.image, spacing=p.spacing, origin=(-40.0, 25.0, 110.0),
+                             direction=ROTATION, modality="MR"), p
+
+
+def _viewer_with_widget(make_napari_viewer, volume, **settings):
+    viewer = make_napari_viewer()
+    data, kwargs, _ = image_layer_data(volume, name="phantom")
+    image = viewer.add_image(data, **kwargs)
+    widget = DFCSegWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    s = widget.settings
+    s.image.value = image
+    s.preset.value = "fast"
+    s.n_channels.value = 8
+    s.max_iter.value = 3
+    s.min_labels.value = 1
+    s.device.value = "cpu"
+    for name, value in settings.items():
+        getattr(s, name).value = value
+    return viewer, image, widget
+
+
+def _wait_finished(qtbot, widget, timeout=60_000):
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+def test_run_adds_clusters_layer_on_the_image_that_edits_undoes_and_saves(make_napari_viewer, qtbot, tmp_path):
+    volume, _ = _oblique_phantom_volume()
+    viewer, image, widget = _viewer_with_widget(make_napari_viewer, volume)
+    added = []
+    viewer.layers.events.inserted.connect(lambda e: added.append(e.value.name))
+    widget.run()
+    _wait_finished(qtbot, widget)
+
+    [out] = [layer for layer in viewer.layers if layer.name == "phantom clusters"]
+    assert "phantom preview" in added  # a live preview was shown...
+    assert "phantom preview" not in viewer.layers  # ...and removed at the end
+    assert out.data.shape == image.data.shape
+    assert out.data.max() >= 2
+    for k, j, i in [(0, 0, 0), (5, 31, 27), (2, 10, 20)]:
+        np.testing.assert_allclose(out.data_to_world((k, j, i)), image.data_to_world((k, j, i)))
+
+    # paint one voxel, then undo it
+    before = out.data.copy()
+    new_label = int(out.data[3, 16, 14]) % 5 + 1
+    out.paint((3, 16, 14), new_label, refresh=True)
+    assert out.data[3, 16, 14] == new_label
+    out.undo()
+    np.testing.assert_array_equal(out.data, before)
+
+    # the label table is the layer's features
+    qtbot.waitUntil(lambda: "volume_ml" in out.features, timeout=10_000)
+    voxels = dict(zip(out.features["index"], out.features["voxels"]))
+    assert sum(voxels.values()) == np.count_nonzero(out.data)
+
+    written = widget.save_labels(tmp_path / "phantom_seg.nii.gz")
+    saved = nib.load(written[0])
+    np.testing.assert_allclose(saved.affine, volume.affine_ras, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(saved.dataobj).transpose(2, 1, 0), out.data)
+
+    # reference mode: the trained model labels another scan
+    model_path = widget.save_model(tmp_path / "model.pt")
+    assert model_path is not None
+    widget.apply_model(model_path)
+    _wait_finished(qtbot, widget)
+    [applied] = [layer for layer in viewer.layers if layer.name == "phantom model labels"]
+    np.testing.assert_array_equal(applied.data, out.data)
+
+
+def test_cancel_mid_run_adds_nothing_and_leaves_the_viewer_usable(make_napari_viewer, qtbot):
+    volume, _ = _oblique_phantom_volume()
+    viewer, _, widget = _viewer_with_widget(make_napari_viewer, volume, max_iter=5000)
+    reports = []
+    handle = widget.run()
+    handle.worker.yielded.connect(reports.append)
+    qtbot.waitUntil(lambda: len(reports) >= 1, timeout=60_000)
+    widget.cancel()
+    _wait_finished(qtbot, widget, timeout=20_000)
+    assert not handle.worker.is_running
+    assert reports[-1].i < 5000
+    assert [layer.name for layer in viewer.layers] == ["phantom"]
+    assert widget.run_button.isEnabled()
+    viewer.add_points([[0, 0, 0]])  # still usable
+    assert "Cancelled" in widget.status.text()
+
+
+def _assert_one_line_error(notifications, text):
+    from napari.utils.notifications import ErrorNotification, NotificationSeverity
+
+    errors = [n for n in notifications if n.severity == NotificationSeverity.ERROR]
+    assert errors, "no error notification"
+    assert not any(isinstance(n, ErrorNotification) for n in errors)  # no traceback
+    assert text in errors[-1].message
+    assert "\n" not in errors[-1].message
+
+
+def test_2d_layer_in_3d_mode_shows_an_error_notification(make_napari_viewer, qtbot, notifications):
+    viewer = make_napari_viewer()
+    slice_2d = head_phantom(shape=(4, 32, 28)).image[2]
+    viewer.add_image(slice_2d, name="slice")
+    widget = DFCSegWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.settings.image.value = viewer.layers["slice"]
+    widget.settings.mode.value = "3D"
+    widget.settings.max_iter.value = 2
+    widget.run()
+    _wait_finished(qtbot, widget)
+    _assert_one_line_error(notifications, "3D mode needs a 3D image")
+    assert [layer.name for layer in viewer.layers] == ["slice"]
+
+
+def test_mismatched_scribbles_show_an_error_notification(make_napari_viewer, qtbot, notifications):
+    volume, _ = _oblique_phantom_volume()
+    viewer, _, widget = _viewer_with_widget(make_napari_viewer, volume)
+    bad = viewer.add_labels(np.zeros((6, 30, 28), dtype=np.uint8), name="wrong scribbles")
+    widget.settings.scribbles.value = bad
+    widget.run()
+    _wait_finished(qtbot, widget)
+    _assert_one_line_error(notifications, "scribbles")
+    assert not any(layer.name.endswith("clusters") for layer in viewer.layers)
+
+
+def test_add_scribbles_layer_is_empty_on_the_image_with_the_brush_ready(make_napari_viewer):
+    volume, _ = _oblique_phantom_volume()
+    viewer, image, widget = _viewer_with_widget(make_napari_viewer, volume)
+    layer = widget.add_scribbles_layer()
+    assert layer.data.shape == image.data.shape and not layer.data.any()
+    np.testing.assert_allclose(layer.data_to_world((5, 31, 27)), image.data_to_world((5, 31, 27)))
+    assert layer.mode == "paint" and layer.selected_label == 1
+    assert widget.settings.scribbles.value is layer
+    assert viewer.layers.selection.active is layer
