@@ -8,11 +8,21 @@ import time
 import numpy as np
 
 
-def engine_config(preset, *, max_iter=None, **overrides):
-    """``DFCConfig.preset(preset)`` with ``max_iter`` capped (quick runs) and other overrides."""
+#: quick mode: tiny mini-batches so that the harness is exercised in seconds (numbers meaningless)
+QUICK_OVERRIDES = {"batch_slices": 2, "crop_size": 64, "patch_size": (8, 32, 32),
+                   "batch_patches": 1, "eval_slices": 4, "eval_every": 1}
+
+
+def engine_config(preset, *, max_iter=None, quick=False, **overrides):
+    """``DFCConfig.preset(preset)`` with ``max_iter`` capped and other overrides.
+
+    ``quick=True`` adds :data:`QUICK_OVERRIDES` (tiny batches) for smoke runs.
+    """
     from napari_dfcseg import DFCConfig
 
     config = DFCConfig.preset(preset)
+    if quick:
+        overrides = {**QUICK_OVERRIDES, **overrides}
     if max_iter is not None:
         overrides["max_iter"] = min(config.max_iter, max_iter)
         overrides["min_iter"] = min(config.min_iter, overrides["max_iter"])

@@ -48,7 +48,7 @@ def baseline_records(case, *, clusterers=CLUSTERERS, denoisers=DENOISERS, ks=(3,
 
 
 def engine_records(case, *, presets=PRESETS, modes=MODES, seeds=(0, 1, 2), scribble_slices=(),
-                   scribble_preset="default", max_iter=None, device="cpu", log=print):
+                   scribble_preset="default", max_iter=None, quick=False, device="cpu", log=print):
     """Run the engine for each preset × mode × seed, then with scribbles; one record each.
 
     ``scribble_slices``: numbers of scribbled slices (e.g. ``(1, 3)``) for the
@@ -66,8 +66,9 @@ def engine_records(case, *, presets=PRESETS, modes=MODES, seeds=(0, 1, 2), scrib
         method = f"DFC {preset} {mode}" + (f" +scribbles({n_slices} sl)" if n_slices else "")
         record = {"case": case.name, "noise": case.noise, "bias": case.bias, "family": "engine",
                   "method": method, "preset": preset, "mode": mode, "seed": seed,
-                  "scribble_slices": n_slices, "max_iter_cap": max_iter, "device": device}
-        config = engine_config(preset, max_iter=max_iter)
+                  "scribble_slices": n_slices, "max_iter_cap": max_iter, "quick": quick,
+                  "device": device}
+        config = engine_config(preset, max_iter=max_iter, quick=quick)
         with timed(record):
             labels, info = run_engine(case.image, mode=mode, spacing=case.spacing, mask=case.mask,
                                       scribbles=scribbles, config=config, seed=seed,
@@ -92,13 +93,13 @@ def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), log=
 
     Full: every baseline and every engine variant at MNI 5 % / 20 %; the
     baselines (K = 3) over the MNI noise × bias grid; baselines and the
-    default preset on the head phantoms. Quick: a 24-slice MNI slab, one
-    small phantom, 2 seeds, at most 10 engine iterations.
+    default preset on the head phantoms. Quick: a 12-slice MNI slab, one
+    small phantom, 2 seeds, at most 3 engine iterations on tiny batches.
     """
-    max_iter = 10 if quick else None
+    max_iter = 3 if quick else None
     if quick:
         seeds = seeds[:2]
-    crop = 24 if quick else None
+    crop = 12 if quick else None
     records = []
     noise, bias = MNI_REFERENCE
     log(f"MNI reference point: noise {noise:.0%}, bias {bias:.0%}")
@@ -106,7 +107,7 @@ def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), log=
     records += baseline_records(reference, log=log)
     if engine:
         records += engine_records(reference, seeds=seeds, scribble_slices=(1, 3),
-                                  max_iter=max_iter, device=device, log=log)
+                                  max_iter=max_iter, quick=quick, device=device, log=log)
     del reference
 
     grid = [(n, b) for n in MNI_NOISE for b in MNI_BIAS if (n, b) != MNI_REFERENCE]
@@ -122,7 +123,7 @@ def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), log=
         records += baseline_records(case, log=log)
         if engine:
             records += engine_records(case, presets=("default",), seeds=seeds, max_iter=max_iter,
-                                      device=device, log=log)
+                                      quick=quick, device=device, log=log)
     settings = {"quick": quick, "seeds": list(seeds), "max_iter_cap": max_iter, "mni_crop": crop,
                 "baseline_seed": 0, "device": device}
     return {"settings": settings, "records": records}

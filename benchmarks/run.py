@@ -30,6 +30,8 @@ def _parse(argv):
                         help="quality: baselines only (seconds, no torch)")
     parser.add_argument("--results", default=None, help="folder of the JSON results")
     parser.add_argument("--docs", default=None, help="folder of benchmarks.md (img/ inside)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice, all cores)")
     parser.add_argument("--contended", action="store_true",
                         help="mark timings as taken under CPU contention")
     args = parser.parse_args(argv)
@@ -48,6 +50,11 @@ def _parse(argv):
 def main(argv=None):
     args = _parse(argv)
     command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the worker processes
     machine = machine_info(args.device)
     load = machine.get("load_average_1min", 0.0)
     contended = args.contended or load > 0.5 * (os.cpu_count() or 1)
@@ -70,12 +77,13 @@ def main(argv=None):
 
         print("== speed: per iteration vs the original")
         n_iter, warmup = (3, 1) if args.quick else (20, 3)
-        r = per_iteration(n_iter=n_iter, warmup=warmup, device=args.device)
+        r = per_iteration(n_iter=n_iter, warmup=warmup, crop=96 if args.quick else None,
+                          device=args.device)
         save_results("speed_per_iteration", stamp({"result": r}), folder=args.results)
         print(f"   ratio engine / original = {r['ratio']:.2f}")
         print("== speed: end to end on MNI152")
         runs = end_to_end_mni(crop=16 if args.quick else None, max_iter=3 if args.quick else None,
-                              device=args.device)
+                              quick=args.quick, device=args.device)
         save_results("end_to_end", stamp({"runs": runs}), folder=args.results)
     if "scaling" in args.parts:
         from .speed import scaling
@@ -89,7 +97,7 @@ def main(argv=None):
         print("== figures: the paper's 2D images")
         img = args.docs / "img"
         summary = paper_images(img / "bench_paper_images.png", max_iter=2 if args.quick else 200,
-                               device=args.device)
+                               downscale=4 if args.quick else 1, device=args.device)
         save_results("figures", stamp({"summary": summary}), folder=args.results)
 
     from .report import render

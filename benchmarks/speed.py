@@ -23,7 +23,8 @@ QUICK_SCALING_SIZES = (((24, 32, 32), 3), ((32, 48, 48), 3))
 CACHE = Path(tempfile.gettempdir()) / "dfcseg-bench-cache"
 
 
-def per_iteration(*, image_name="101027.jpg", n_iter=20, warmup=3, device="cpu", log=print):
+def per_iteration(*, image_name="101027.jpg", n_iter=20, warmup=3, crop=None, device="cpu",
+                  log=print):
     """Median time per training iteration: the original loop vs the engine's paper preset.
 
     Both train on the whole 321×481 RGB image for exactly ``n_iter``
@@ -31,16 +32,20 @@ def per_iteration(*, image_name="101027.jpg", n_iter=20, warmup=3, device="cpu",
     ``min_iter = max_iter``; the engine's 2D crop is widened to the whole
     image so that both see the same pixels). The first ``warmup`` iterations
     are dropped. The two runs alternate (original, engine, original, engine)
-    so that a change in machine load hits both.
+    so that a change in machine load hits both. ``crop`` (quick runs): use
+    only the top-left ``crop × crop`` pixels.
     """
     from .engine_runner import engine_config, run_engine
     from .original_dfc import original_dfc, read_bgr
 
     im = read_bgr(PAPER_SAMPLES / image_name)
+    if crop is not None:
+        im = np.ascontiguousarray(im[:crop, :crop])
     rgb = np.ascontiguousarray(im[..., ::-1])
     total = n_iter + warmup
+    # previews off: the original shows nothing during training either
     config = engine_config("paper", max_iter=total, min_iter=total,
-                           crop_size=max(im.shape[:2]))
+                           crop_size=max(im.shape[:2]), preview_every=10 * total)
     original_times, engine_times = [], []
     for rep in range(2):
         _, t = original_dfc(im, max_iter=total, stop_rule=False, seed=rep, device=device)
@@ -61,12 +66,14 @@ def per_iteration(*, image_name="101027.jpg", n_iter=20, warmup=3, device="cpu",
 
 
 def run_worker(volume_path, mode, *, preset="default", max_iter=None, seed=0, device="cpu",
-               timeout=None):
+               quick=False, timeout=None):
     """Run :mod:`benchmarks.worker` in a fresh interpreter; returns its result dict."""
     cmd = [sys.executable, "-m", "benchmarks.worker", "--volume", str(volume_path), "--mode", mode,
            "--preset", preset, "--seed", str(seed), "--device", device]
     if max_iter is not None:
         cmd += ["--max-iter", str(max_iter)]
+    if quick:
+        cmd += ["--quick"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -84,7 +91,7 @@ def _save_volume(path, image, mask, spacing, truth=None):
 
 
 def end_to_end_mni(*, modes=("2d", "3d"), preset="default", max_iter=None, crop=None, seeds=(0,),
-                   device="cpu", log=print):
+                   quick=False, device="cpu", log=print):
     """Time the engine on the degraded MNI volume (5 % / 20 %), one fresh process per run.
 
     The engine gets the degraded intensities as a user would load them (it
@@ -101,7 +108,8 @@ def end_to_end_mni(*, modes=("2d", "3d"), preset="default", max_iter=None, crop=
     runs = []
     for mode in modes:
         for seed in seeds:
-            r = run_worker(path, mode, preset=preset, max_iter=max_iter, seed=seed, device=device)
+            r = run_worker(path, mode, preset=preset, max_iter=max_iter, seed=seed, device=device,
+                           quick=quick)
             log(f"  MNI {tuple(image.shape)} {mode} {preset}: {r['wall_s']:.1f} s, "
                 f"{r['n_iterations']} it, peak RSS {r['peak_rss_mib']:.0f} MiB, Dice "
                 + " ".join(f"{v:.3f}" for v in r["dice_many_to_one"].values()))
@@ -125,7 +133,7 @@ def scaling(*, quick=False, modes=("2d", "3d"), preset="default", device="cpu", 
     for shape, cap in QUICK_SCALING_SIZES if quick else SCALING_SIZES:
         path = _phantom_volume(shape)
         for mode in modes:
-            r = run_worker(path, mode, preset=preset, max_iter=cap, device=device)
+            r = run_worker(path, mode, preset=preset, max_iter=cap, device=device, quick=quick)
             log(f"  {tuple(shape)} {mode}: {r['wall_s']:.1f} s, {r['n_iterations']} it "
                 f"(cap {cap}), peak RSS {r['peak_rss_mib']:.0f} MiB")
             runs.append(r)

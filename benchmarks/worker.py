@@ -33,6 +33,7 @@ def main(argv=None):
     parser.add_argument("--max-iter", type=int, default=None, help="cap on training iterations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny training batches (smoke runs)")
     args = parser.parse_args(argv)
 
     from napari_dfcseg.metrics import evaluate
@@ -45,7 +46,7 @@ def main(argv=None):
         spacing = tuple(float(s) for s in data["spacing"])
     import torch  # imported before the baseline so that its own footprint is not counted as work
 
-    config = engine_config(args.preset, max_iter=args.max_iter)
+    config = engine_config(args.preset, max_iter=args.max_iter, quick=args.quick)
     rss_before = _rss_mib()
     start = time.perf_counter()
     labels, info = run_engine(image, mode=args.mode, spacing=spacing, mask=mask, config=config,
@@ -54,7 +55,7 @@ def main(argv=None):
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     out = {
         "shape": list(image.shape), "mode": args.mode, "preset": args.preset,
-        "max_iter_cap": args.max_iter, "seed": args.seed, "device": args.device,
+        "max_iter_cap": args.max_iter, "quick": args.quick, "seed": args.seed, "device": args.device,
         "wall_s": wall, "peak_rss_mib": peak_mib, "rss_before_mib": rss_before,
         "n_iterations": info["n_iterations"], "n_labels_final": info["n_labels_final"],
         "iteration_median_s": float(np.median(info["iteration_times_s"]))

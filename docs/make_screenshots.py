@@ -6,15 +6,20 @@ Run headless with::
 
 Writes docs/img/widget_segmented_phantom.png (the whole window: widget beside
 the segmented head phantom) and docs/img/label_table.png (the widget's label
-table after naming two labels).
+table after naming a label).
 """
 
+import warnings
 from pathlib import Path
 
-import napari
-from qtpy.QtWidgets import QApplication
+# keep napari's backend deprecation toast out of the pictures
+warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
 
-from napari_dfcseg.plugin._widget import DFCSegWidget
+import napari  # noqa: E402
+from qtpy.QtWidgets import QApplication  # noqa: E402
+
+from napari_dfcseg.plugin._widget import DFCSegWidget  # noqa: E402
+
 
 IMG = Path(__file__).resolve().parent / "img"
 
@@ -34,24 +39,30 @@ def wait_until(condition, timeout_s=600):
 def main():
     IMG.mkdir(exist_ok=True)
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.resize(1700, 1000)
     [image] = viewer.open_sample("napari-dfcseg", "head_phantom")
     widget = DFCSegWidget(viewer)
+    widget.setMinimumWidth(500)
     viewer.window.add_dock_widget(widget, name="DFC Segmentation", area="right")
     s = widget.settings
     s.image.value = image
     s.preset.value = "fast"
-    s.n_clusters.value = 4
+    s.n_clusters.value = 5
     s.min_size.value = 20
     s.device.value = "cpu"
     widget.run()
     wait_until(lambda: not widget.running)
     wait_until(lambda: widget.label_table.table.rowCount() > 0, 60)
     table = widget.label_table.table
-    for row, name in enumerate(["CSF", "grey matter", "white matter", "scalp"][: table.rowCount()]):
-        table.item(row, 1).setText(name)
+    # a name typed in the table goes into the saved label description files;
+    # label 1 (the darkest) is the air around the head, as there is no mask
+    table.item(0, 1).setText("background")
     viewer.layers.selection.active = widget.output_layer
     viewer.dims.set_point(0, image.data_to_world((20, 0, 0))[0])
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
     for _ in range(20):
         QApplication.processEvents()
     viewer.screenshot(str(IMG / "widget_segmented_phantom.png"), canvas_only=False)

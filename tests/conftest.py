@@ -125,9 +125,12 @@ def write_dicom_series(
         ds.RescaleSlope = _ds(slope)
         ds.RescaleIntercept = _ds(intercept)
         ds.PixelData = stored[k].tobytes()
-        ds.is_little_endian, ds.is_implicit_VR = True, False
         path = folder / f"{file_prefix}{k:03d}.dcm"
-        pydicom.dcmwrite(path, ds, write_like_original=False)
+        if int(pydicom.__version__.split(".")[0]) >= 3:
+            pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        else:  # pydicom 2.x
+            ds.is_little_endian, ds.is_implicit_VR = True, False
+            pydicom.dcmwrite(path, ds, write_like_original=False)
         files.append(path)
     direction = np.column_stack([row_dir, col_dir, normal])
     return DicomSeries(

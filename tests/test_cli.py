@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -129,8 +132,11 @@ def test_segment_inside_mask_labels_only_the_mask(small_scan, tmp_path):
 
 
 def test_segment_replaces_existing_labels_only_with_overwrite(small_scan, tmp_path):
+    from napari_dfcseg.io import read_volume, write_labels
+
     out = tmp_path / "labels.nii.gz"
-    assert run_cli("segment", small_scan, out, *QUICK).returncode == 0
+    scan = read_volume(small_scan)
+    write_labels(out, (scan.array > 500).astype(np.uint8), like=scan)  # earlier results
     first = out.read_bytes()
     line = assert_usage_error(run_cli("segment", small_scan, out, *QUICK, "--seed", "1"))
     assert "--overwrite" in line
@@ -257,7 +263,8 @@ def test_sigint_mid_run_exits_130_and_writes_nothing(small_scan, tmp_path):
     """stderr is a terminal here, so the progress bar shows; Ctrl-C once it moves."""
     out = tmp_path / "labels.nii.gz"
     master, slave = pty.openpty()
-    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="100")
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "napari_dfcseg", "segment", str(small_scan), str(out),
          "--preset", "paper", "--max-iter", "100000", "--min-labels", "1"],

@@ -184,7 +184,8 @@ class _Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=n, desc=self.desc, unit="it", file=sys.stderr, leave=False)
+            self.bar = tqdm(total=n, desc=self.desc, unit="it", file=sys.stderr, leave=False,
+                            ncols=_terminal_columns())
         if n and self.bar.total != n:
             self.bar.total = n
         self.bar.n = i
@@ -197,6 +198,15 @@ class _Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _terminal_columns():
+    """stderr's width; a terminal that reports 0 columns (some ptys) gets 100."""
+    try:
+        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        columns = 0
+    return columns or 100
 
 
 def _progress(args, desc):
@@ -248,14 +258,36 @@ def _check_output(output, inputs, *, overwrite, suffixes=_LABEL_SUFFIXES, what="
         raise InvalidInputError(f"{what} {output} is a folder")
     if out.exists() and not overwrite:
         raise InvalidInputError(f"{what} {output} exists: pass --overwrite to replace it")
+    if out.exists() and suffixes == _LABEL_SUFFIXES and not _is_label_volume(out):
+        # write_labels refuses it too, but only after the run: say so before the minutes of work
+        raise InvalidInputError(f"{what} {output} exists and is not a label volume: refusing to"
+                                " overwrite it")
     if not out.parent.exists() and str(out.parent) != "":
         raise InvalidInputError(f"{what} {output}: folder {out.parent} does not exist")
+
+
+def _is_label_volume(path):
+    """True for a NIfTI whose intent is 'label' (1002), as write_labels writes them."""
+    import nibabel as nib
+
+    try:
+        return int(nib.load(str(path)).header["intent_code"]) == 1002
+    except Exception:  # noqa: BLE001 - unreadable is not a label volume
+        return False
+
+
+def _quiet_itk():
+    """ITK prints warnings (e.g. 'No Series were found') straight to stderr: keep it to one line."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)
 
 
 def _read(path, *, series=None, what="INPUT"):
     """read_volume with the argument's name in the message of plain OS errors."""
     from .io import read_volume
 
+    _quiet_itk()
     if not os.path.exists(path):
         raise InvalidInputError(f"{what} {path}: no such file or folder")
     try:
@@ -490,8 +522,10 @@ def _cmd_info(args, cancel):
     if not os.path.exists(path):
         raise InvalidInputError(f"INPUT {path}: no such file or folder")
     if os.path.isdir(path):
+        _quiet_itk()
         series = list_series(path)
-        print(f"{path}: {len(series)} DICOM series")
+        if series:  # (none: read_volume below says why, as one error line)
+            print(f"{path}: {len(series)} DICOM series")
         for s in series:
             print(f"  series {s.uid}  {s.modality or '?'}  {s.n_slices} slices"
                   f"  {s.description or ''}".rstrip())

@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import VolumeIOError
-from ._errors import library_errors
+from ._errors import library_errors, one_line
 
 __all__ = ["SeriesInfo", "list_series", "read_dicom", "is_dicom_file"]
 
@@ -31,6 +31,7 @@ TAG_POSITION = "0020|0032"
 TAG_ORIENTATION = "0020|0037"
 TAG_SLOPE = "0028|1053"
 TAG_INTERCEPT = "0028|1052"
+PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # (float / double float) pixel data
 
 # tolerances for the series checks, in mm / direction-cosine units; DICOM
 # decimal strings carry ~1e-6 relative precision, scanners round to ~1e-3 mm
@@ -71,8 +72,40 @@ class SeriesInfo:
         return f'{self.number}: {self.modality or "?"} "{self.description}" ({self.n_slices} slices) uid={self.uid}'
 
 
+def screen_with_pydicom(path):
+    """Refuse files whose element stream pydicom finds broken, before GDCM sees them.
+
+    GDCM trusts corrupt element lengths and may allocate gigabytes for a
+    1 kB file; pydicom (when installed) parses the stream without loading
+    pixel data.  A file without pixel data cannot be an image either.
+    """
+    try:
+        import pydicom
+    except ImportError:  # optional: without it GDCM alone decides
+        return
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset = pydicom.dcmread(str(path), defer_size=1024, force=True)
+            elements = [int(tag) for tag in dataset.keys()]
+            for tag in elements:  # parse every element except the (large) pixel data
+                if tag not in PIXEL_TAGS:
+                    dataset[tag]
+    except Exception as err:  # noqa: BLE001 - any pydicom failure means a broken file
+        raise VolumeIOError(f"{path}: not a readable DICOM file: {one_line(err)}") from None
+    encoding = getattr(dataset, "original_encoding", None)
+    implicit = encoding[0] if encoding else getattr(dataset, "is_implicit_VR", True)
+    if implicit is False and any("VR lookup failed" in str(w.message) for w in caught):
+        # an explicit-VR file carries every element's VR: a missing one means
+        # the element stream is broken (GDCM would misread its length)
+        raise VolumeIOError(f"{path}: corrupt DICOM file (an element without a valid VR)")
+    if not PIXEL_TAGS.intersection(elements):
+        raise VolumeIOError(f"{path}: not a DICOM image (no pixel data found: not DICOM, a non-image object, or corrupt)")
+
+
 def _header(path):
     """SimpleITK header reader for ``path`` (pixels are not read)."""
+    screen_with_pydicom(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.LoadPrivateTagsOff()
@@ -97,9 +130,18 @@ def _numbers(text, count):
     return np.array(values) if len(values) == count and np.all(np.isfinite(values)) else None
 
 
+def _is_whole(text):
+    """True for an empty rescale tag or one holding a whole number."""
+    try:
+        return not text or float(text).is_integer()
+    except ValueError:
+        return False
+
+
 def is_dicom_file(path):
     """True when GDCM can parse ``path``'s header as DICOM."""
     try:
+        screen_with_pydicom(path)
         return "GDCMImageIO" in sitk.ImageFileReader.GetImageIOFromFileName(str(path)) and bool(
             _header(path).GetMetaDataKeys()
         )
@@ -190,7 +232,7 @@ def _series_files_for(path):
         return [str(path)]
     try:
         files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path.parent), uid))
-    except RuntimeError:  # another file in the folder upsets GDCM: read just this one
+    except (RuntimeError, TypeError):  # a file in the folder upsets GDCM, or the UID is garbled
         return [str(path)]
     if not any(Path(f).resolve() == path.resolve() for f in files):
         return [str(path)]
@@ -327,9 +369,10 @@ def read_dicom(path, series=None):
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     reader.LoadPrivateTagsOff()
-    if len(rescales) > 1:
+    if len(rescales) > 1 or not all(_is_whole(v) for pair in rescales for v in pair):
         # the series reader would cast every slice to the first slice's type,
-        # truncating fractional HU where slope/intercept differ per slice
+        # truncating fractional HU where slope/intercept differ per slice; and
+        # a fractional slope makes GDCM return float64: read float32 directly
         reader.SetOutputPixelType(sitk.sitkFloat32)
     with library_errors(where, "read the DICOM series"), _quiet_itk():
         image = reader.Execute()

@@ -24,6 +24,7 @@ __all__ = ["read_volume", "MAX_CHANNELS", "NIFTI_SUFFIXES", "ITK_SUFFIXES"]
 MAX_CHANNELS = 4
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 # deflate cannot compress better than ~1032:1; a header promising more data
 # than that is corrupt, and must not make us allocate it
 MAX_DEFLATE_RATIO = 1100
@@ -87,7 +88,7 @@ def read_volume(path, series=None):
         with library_errors(path, f"read the {suffix} file"):
             image = sitk.ReadImage(str(path))
         return volume_from_sitk(image, path)
-    if is_dicom_file(path):
+    if suffix in DICOM_SUFFIXES or is_dicom_file(path):
         image, modality, description = read_dicom(path, series)
         return volume_from_sitk(image, path, modality=modality, description=description)
     raise VolumeIOError(
@@ -156,8 +157,9 @@ def _make_volume(array, source, **geometry):
 
 
 # ------------------------------------------------------------------- nibabel
-def _check_nifti_size(path, header):
+def _check_nifti_size(path, img):
     """Refuse headers that promise more data than the file can hold."""
+    header = img.header
     shape = header.get_data_shape()
     if any(int(n) <= 0 for n in shape):
         raise VolumeIOError(f"{path}: the image has a zero-sized dimension {tuple(shape)}")
@@ -169,7 +171,7 @@ def _check_nifti_size(path, header):
                 f"{path}: header promises {n_bytes} bytes of voxels, more than a {size}-byte "
                 ".nii.gz can hold: the file is corrupt or truncated"
             )
-    elif int(header.get_data_offset()) + n_bytes > size:
+    elif int(getattr(img.dataobj, "offset", 0)) + n_bytes > size:
         raise VolumeIOError(
             f"{path}: truncated: header promises {n_bytes} bytes of voxels, the file has {size} bytes in all"
         )
@@ -236,7 +238,7 @@ def read_nifti(path):
         img = nib.load(str(path))
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             raise VolumeIOError(f"{path}: not a NIfTI image ({type(img).__name__})")
-        _check_nifti_size(path, img.header)
+        _check_nifti_size(path, img)
         affine = _nifti_affine(img, path)
     with library_errors(path, "read the NIfTI voxels"):
         data = np.asanyarray(img.dataobj)

@@ -113,8 +113,9 @@ def _same_file(a, b):
 
 def _refuse_overwrite(path, like):
     """Never write over the scan, nor over an existing file that is not a label volume."""
-    if like.source is not None and _same_file(path, like.source):
-        raise VolumeIOError(f"{path}: is the scan the labels belong to; refusing to overwrite it")
+    for target in label_file_paths(path):
+        if like.source is not None and _same_file(target, like.source):
+            raise VolumeIOError(f"{target}: is the scan the labels belong to; refusing to overwrite it")
     if not path.exists():
         return
     if path.is_dir():
@@ -223,9 +224,6 @@ def write_labels(path, labels, like, names=None):
     if not nifti_path.parent.is_dir():
         raise VolumeIOError(f"{nifti_path}: the folder {nifti_path.parent} does not exist")
     labels = _label_array(labels, like, nifti_path)
-    for target in (nifti_path, itksnap_path, slicer_path):
-        if like.source is not None and _same_file(target, like.source):
-            raise VolumeIOError(f"{target}: is the scan the labels belong to; refusing to overwrite it")
     _refuse_overwrite(nifti_path, like)
     rows = list(_table_rows(labels, names))
     img = _nifti_image(labels, like)

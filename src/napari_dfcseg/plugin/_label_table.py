@@ -33,7 +33,7 @@ from ._worker import describe_error, start_function
 
 __all__ = ["LabelTable", "changed_block", "apply_labels_edit", "features_table"]
 
-COLUMNS = ("Label", "Name", "Voxels", "Volume (mL)", "Mean", "SD")
+COLUMNS = ("Label", "Name", "Voxels", "mL", "Mean", "SD")
 #: layer-metadata key naming the image layer a Labels layer was segmented from
 SOURCE_KEY = "dfcseg_source_layer"
 # wait this long after the last brush stroke before recounting the table
@@ -137,7 +137,7 @@ class LabelTable(QWidget):
         self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setMinimumHeight(160)
+        self.table.setMinimumHeight(200)
 
         self.merge_button = QPushButton("Merge selected")
         self.merge_button.setToolTip("Give the selected labels the smallest selected label value")

@@ -320,12 +320,13 @@ class DFCSegWidget(QWidget):
             result.labels,
             name=f"{image.name} {suffix}",
             colormap=labels_colormap(),
+            opacity=0.5,  # the anatomy shows through, as in Slicer's Segment Editor
             **output_layer_kwargs(image),
         )
         layer.metadata[SOURCE_KEY] = image.name
         self.output_layer = layer
         self.save_model_button.setEnabled(getattr(result, "model", None) is not None)
-        n_labels = len(np.unique(result.labels[result.labels > 0]))
+        n_labels = result.n_labels
         iterations = getattr(result, "n_iterations", None)
         self.status.setText(
             f"Done: {n_labels} labels" + (f" after {iterations} iterations" if iterations else "")

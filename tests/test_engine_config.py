@@ -1,0 +1,86 @@
+"""DFCConfig, presets, normalisation and the torch-free import contract."""
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_dfcseg.engine.config import PRESETS, DFCConfig, resolve_config
+from napari_dfcseg.engine.normalize import apply_normalization, normalize_intensity, prepare_image
+from napari_dfcseg.errors import InvalidInputError
+
+
+def test_paper_preset_is_the_published_defaults():
+    cfg = DFCConfig.preset("paper")
+    assert (cfg.n_channels, cfg.n_conv, cfg.kernel) == (100, 2, 3)
+    assert (cfg.lr, cfg.momentum, cfg.max_iter, cfg.min_labels) == (0.1, 0.9, 1000, 3)
+    assert (cfg.w_similarity, cfg.w_continuity, cfg.w_scribble) == (1.0, 1.0, 0.5)
+    assert cfg.stop_rule == "batch" and cfg.n_clusters is None
+
+
+def test_config_is_frozen_and_replace_works():
+    cfg = DFCConfig.preset("fast")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.max_iter = 3
+    assert dataclasses.replace(cfg, max_iter=50).max_iter == 50
+
+
+def test_unknown_preset_names_the_valid_ones():
+    with pytest.raises(InvalidInputError, match="default.*fast.*paper"):
+        DFCConfig.preset("turbo")
+    with pytest.raises(InvalidInputError, match="valid presets"):
+        resolve_config("turbo")
+
+
+def test_resolve_config_accepts_name_config_or_none():
+    assert resolve_config("paper") is PRESETS["paper"]
+    assert resolve_config(None) == PRESETS["default"]
+    cfg = DFCConfig(max_iter=7)
+    assert resolve_config(cfg) is cfg
+
+
+def test_invalid_field_is_named_in_the_error():
+    with pytest.raises(InvalidInputError, match="kernel"):
+        DFCConfig(kernel=4)
+    with pytest.raises(InvalidInputError, match="n_clusters"):
+        DFCConfig(n_channels=8, n_clusters=9)
+
+
+def test_config_round_trips_through_plain_types():
+    cfg = dataclasses.replace(PRESETS["default"], hu_window=(-100.0, 200.0), n_clusters=4)
+    plain = cfg.to_dict()
+    assert all(not isinstance(v, tuple) for v in plain.values())
+    assert DFCConfig.from_dict(plain) == cfg
+
+
+def test_normalisation_maps_mask_percentiles_to_0_and_1():
+    rng = np.random.default_rng(0)
+    img = rng.uniform(100, 200, size=(4, 20, 20)).astype(np.float32)
+    img[:, :2] = 5000  # outside the mask: must not move the scale
+    mask = np.zeros(img.shape, bool)
+    mask[:, 2:] = True
+    x, stats = normalize_intensity(prepare_image(img)[0], mask, percentiles=(0, 100))
+    assert x.shape == (1, 4, 20, 20) and x.dtype == np.float32
+    assert x[0][mask].min() == pytest.approx(0, abs=1e-6)
+    assert x[0][mask].max() == pytest.approx(1, abs=1e-6)
+    assert x[0][~mask].max() == pytest.approx(2.0)  # clipped
+    again = apply_normalization(prepare_image(img)[0], stats)
+    np.testing.assert_array_equal(again, x)
+
+
+def test_hu_window_clips_before_scaling():
+    img = np.linspace(-1000, 1000, 2 * 10 * 10).reshape(2, 10, 10)
+    x, stats = normalize_intensity(prepare_image(img)[0], None, percentiles=(0, 100),
+                                   hu_window=(-100, 100))
+    assert stats["low"] == [-100.0] and stats["high"] == [100.0]
+    assert x.min() == 0.0 and x.max() == 1.0
+
+
+def test_torch_free_modules_do_not_import_torch():
+    code = ("import sys; import napari_dfcseg, napari_dfcseg.engine.config, "
+            "napari_dfcseg.engine.normalize, napari_dfcseg.engine.postprocess; "
+            "napari_dfcseg.DFCConfig.preset('fast'); "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
