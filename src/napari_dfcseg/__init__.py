@@ -25,6 +25,7 @@ _LAZY = {
     "read_volume": "napari_dfcseg.io",
     "write_labels": "napari_dfcseg.io",
     "Volume": "napari_dfcseg.io",
+    "list_series": "napari_dfcseg.io",
 }
 
 __all__ = [

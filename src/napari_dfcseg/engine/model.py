@@ -249,8 +249,9 @@ def finish_labels(model, raw):
     return labels
 
 
-def train_model(images, *, mode="2d", spacing=None, spacings=None, channel_axis=None, masks=None,
-                scribbles=None, config=None, seed=0, device="auto", progress=None, cancel=None):
+def train_model(images, *, mode="2d", spacing=None, spacings=None, channel_axis=None, mask=None,
+                masks=None, scribbles=None, config=None, seed=0, device="auto", progress=None,
+                cancel=None):
     """Train one network on one or several volumes (the paper's reference mode).
 
     Parameters
@@ -260,7 +261,9 @@ def train_model(images, *, mode="2d", spacing=None, spacings=None, channel_axis=
     mode : {"2d", "3d"}
     spacing, spacings : tuple or list of tuples
         Voxel size(s) (sz, sy, sx) in mm; ``spacings`` gives one per image.
-    masks, scribbles : ndarray, list of them, or None
+    mask, masks : ndarray, list of them, or None
+        ``mask`` for one image (or shared), ``masks`` one per image.
+    scribbles : ndarray, list of them, or None
     config : DFCConfig or preset name
     seed : int
     device : str
@@ -279,7 +282,8 @@ def train_model(images, *, mode="2d", spacing=None, spacings=None, channel_axis=
     if not images:
         raise InvalidInputError("images is empty: give at least one volume")
     model, *_ = fit(images, mode=mode, spacings=spacings if spacings is not None else spacing,
-                    channel_axis=channel_axis, masks=masks, scribbles=scribbles, config=config,
+                    channel_axis=channel_axis, masks=masks if masks is not None else mask,
+                    scribbles=scribbles, config=config,
                     seed=seed, device=device, progress=progress, cancel=cancel)
     if model is None:
         raise InvalidInputError("images have no intensity variation: nothing to learn")

@@ -100,7 +100,9 @@ def screen_with_pydicom(path):
         # the element stream is broken (GDCM would misread its length)
         raise VolumeIOError(f"{path}: corrupt DICOM file (an element without a valid VR)")
     if not PIXEL_TAGS.intersection(elements):
-        raise VolumeIOError(f"{path}: not a DICOM image (no pixel data found: not DICOM, a non-image object, or corrupt)")
+        raise VolumeIOError(
+            f"{path}: not a DICOM image (no pixel data found: not DICOM, a non-image object, or corrupt)"
+        )
 
 
 def _header(path):

@@ -1,0 +1,99 @@
+"""Reference models: save → load → apply, chunked inference, refusal of unsafe files."""
+
+import dataclasses
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dfcseg import DFCConfig, ModelFileError, apply_model, load_model, segment, train_model
+from napari_dfcseg.datasets import head_phantom
+from napari_dfcseg.engine.network import receptive_radius
+
+TINY = dataclasses.replace(DFCConfig.preset("fast"), n_channels=8, max_iter=8, min_labels=1,
+                           batch_slices=2, patch_size=(6, 12, 12), batch_patches=1,
+                           eval_slices=4, stop_rule="batch", min_size=3)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return head_phantom(shape=(12, 40, 36), spacing=(2.5, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("mode", ["2d", "3d"])
+def test_saved_model_reproduces_the_labels_of_its_training_volume(phantom, tmp_path, mode):
+    result = segment(phantom.image, mode=mode, spacing=phantom.spacing, mask=phantom.mask,
+                     config=TINY, seed=1)
+    path = result.model.save(tmp_path / "model.pt")
+    model = load_model(path)
+    assert model.mode == mode and model.config == TINY
+    again = apply_model(model, phantom.image, spacing=phantom.spacing, mask=phantom.mask)
+    np.testing.assert_array_equal(again.labels, result.labels)
+
+
+def test_chunked_3d_inference_equals_whole_volume(phantom):
+    model = train_model(phantom.image, mode="3d", spacing=phantom.spacing, mask=phantom.mask,
+                        config=dataclasses.replace(TINY, min_size=0), seed=2)
+    assert receptive_radius(model.config.n_conv, model.config.kernel) == 2
+    whole = dataclasses.replace(model, config=dataclasses.replace(model.config, chunk_size=512))
+    chunked = dataclasses.replace(model, config=dataclasses.replace(model.config, chunk_size=5))
+    a = apply_model(whole, phantom.image, mask=phantom.mask).labels
+    b = apply_model(chunked, phantom.image, mask=phantom.mask).labels
+    assert len(np.unique(a)) > 2
+    np.testing.assert_array_equal(a, b)
+
+
+def test_model_trained_on_several_volumes_applies_to_an_unseen_one():
+    volumes = [head_phantom(shape=(8, 40, 36), seed=s) for s in (0, 1)]
+    model = train_model([v.image for v in volumes], masks=[v.mask for v in volumes],
+                        config=TINY, seed=0)
+    unseen = head_phantom(shape=(8, 40, 36), seed=5)
+    labels = apply_model(model, unseen.image, mask=unseen.mask).labels
+    assert (labels[~unseen.mask] == 0).all()
+    assert set(np.unique(labels[unseen.mask])) <= set(range(1, model.n_labels + 1))
+
+
+class _WritesAFile:
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_model_file_with_code_is_refused(tmp_path):
+    target = tmp_path / "pwned.txt"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "napari-dfcseg-model", "payload": _WritesAFile(target)}, path)
+    with pytest.raises(ModelFileError, match="not a safe"):
+        load_model(path)
+    assert not target.exists()
+    # the payload is live: an unsafe load would have run it
+    torch.load(path, weights_only=False)
+    assert target.exists()
+
+
+def test_plain_pickle_and_garbage_files_are_refused(tmp_path):
+    target = tmp_path / "pwned.txt"
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(_WritesAFile(target)))
+    with pytest.raises(ModelFileError):
+        load_model(raw)
+    assert not target.exists()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError):
+        load_model(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(ModelFileError, match="not a napari-dfcseg model"):
+        load_model(other)
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_apply_rejects_an_image_with_other_channels(phantom):
+    model = train_model(phantom.image, mask=phantom.mask, config=TINY)
+    with pytest.raises(Exception, match="channel"):
+        apply_model(model, np.stack([phantom.image] * 2, -1), channel_axis=-1)

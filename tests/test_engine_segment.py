@@ -1,0 +1,132 @@
+"""segment(): quality on the phantom, determinism, mask, order, scribbles, cancel, bad inputs."""
+
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+
+from napari_dfcseg import Cancelled, DFCConfig, InvalidInputError, segment
+from napari_dfcseg.datasets import head_phantom
+from napari_dfcseg.metrics import dice_per_tissue
+
+# small enough for CI: a few seconds per run on one core
+TINY = dataclasses.replace(DFCConfig.preset("fast"), n_channels=8, max_iter=8, min_labels=1,
+                           batch_slices=2, patch_size=(6, 12, 12), batch_patches=1,
+                           eval_slices=4, stop_rule="batch", chunk_size=16)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return head_phantom(shape=(12, 40, 36), spacing=(2.5, 1.0, 1.0), noise=0.05, bias=0.2)
+
+
+@pytest.mark.parametrize("mode", ["2d", "3d"])
+def test_phantom_tissues_are_recovered(mode):
+    p = head_phantom(shape=(16, 64, 56), spacing=(2.0, 1.0, 1.0), noise=0.05, bias=0.2)
+    cfg = dataclasses.replace(DFCConfig.preset("default"), patch_size=(12, 32, 32))
+    result = segment(p.image, mode=mode, spacing=p.spacing, mask=p.mask, config=cfg, seed=0)
+    dice = dice_per_tissue(result.labels, p.truth, p.mask)
+    assert min(dice.values()) >= 0.9, dice
+
+
+@pytest.mark.parametrize("mode", ["2d", "3d"])
+def test_same_seed_gives_identical_labels(phantom, mode):
+    a = segment(phantom.image, mode=mode, spacing=phantom.spacing, mask=phantom.mask, config=TINY, seed=3)
+    b = segment(phantom.image, mode=mode, spacing=phantom.spacing, mask=phantom.mask, config=TINY, seed=3)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.loss_history == b.loss_history
+
+
+def test_mask_is_respected_and_labels_are_ordered_by_intensity(phantom):
+    result = segment(phantom.image, spacing=phantom.spacing, mask=phantom.mask, config=TINY)
+    labels = result.labels
+    assert labels.shape == phantom.image.shape and labels.dtype == np.uint8
+    assert (labels[~phantom.mask] == 0).all()
+    assert (labels[phantom.mask] > 0).all()
+    present = np.unique(labels[phantom.mask])
+    assert present.tolist() == list(range(1, present.size + 1))  # consecutive
+    means = [phantom.image[labels == k].mean() for k in present]
+    assert means == sorted(means)
+    assert result.n_labels == present.size
+    assert len(result.loss_history) == len(result.n_labels_history) == result.n_iterations
+
+
+def test_scribbles_separate_regions_of_equal_intensity():
+    rng = np.random.default_rng(0)
+    image = np.zeros((40, 56), np.float32)
+    image[8:32, 6:24] = 1.0
+    image[8:32, 32:50] = 1.0  # same intensity as the left block
+    image += rng.normal(0, 0.05, image.shape).astype(np.float32)
+    scribbles = np.zeros(image.shape, np.int16)
+    scribbles[12:28, 12] = 1
+    scribbles[12:28, 40] = 2
+    scribbles[2, 4:52] = 3
+    cfg = dataclasses.replace(DFCConfig.preset("fast"), n_channels=16, max_iter=60, min_iter=60,
+                              batch_slices=1)
+    labels = segment(image, scribbles=scribbles, config=cfg, seed=0).labels
+    assert labels.shape == image.shape
+    left = np.bincount(labels[8:32, 6:24].ravel()).argmax()
+    right = np.bincount(labels[8:32, 32:50].ravel()).argmax()
+    assert (left, right) == (1, 2)
+    assert np.mean(labels[8:32, 6:24] == 1) > 0.9 and np.mean(labels[8:32, 32:50] == 2) > 0.9
+
+
+def test_cancel_stops_within_one_iteration(phantom):
+    event = threading.Event()
+    calls = []
+
+    def progress(i, n, info):
+        calls.append((i, n, info))
+        if i == 3:
+            event.set()
+
+    cfg = dataclasses.replace(TINY, max_iter=50, min_iter=50)
+    with pytest.raises(Cancelled):
+        segment(phantom.image, mask=phantom.mask, config=cfg, progress=progress, cancel=event)
+    assert [c[0] for c in calls] == [1, 2, 3]
+    assert all(c[1] == 50 for c in calls)
+    info = calls[0][2]
+    assert np.isfinite(info["loss"]) and info["n_labels"] >= 1
+    preview = info["preview"]
+    assert preview.shape == phantom.image.shape[1:]
+    assert (preview[~phantom.mask[info["preview_index"]]] == 0).all()
+
+
+def test_cancel_accepts_a_callable(phantom):
+    with pytest.raises(Cancelled):
+        segment(phantom.image, config=TINY, cancel=lambda: True)
+
+
+def test_2d_image_with_channels_is_one_slice():
+    rng = np.random.default_rng(1)
+    rgb = rng.uniform(0, 255, (24, 30, 3)).astype(np.uint8)
+    rgb[:, 15:, 0] = 255
+    labels = segment(rgb, channel_axis=-1, config=TINY).labels
+    assert labels.shape == (24, 30)
+
+
+def test_constant_volume_gives_one_label_and_a_warning():
+    image = np.full((4, 10, 10), 7.0)
+    with pytest.warns(UserWarning, match="no intensity variation"):
+        result = segment(image, config=TINY)
+    assert (result.labels == 1).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(image=np.zeros((4, 10, 10)), scribbles=np.zeros((4, 10, 9), int)), "scribbles shape"),
+        (dict(image=np.where(np.eye(10)[None] > 0, np.nan, 1.0)), "NaN"),
+        (dict(image=np.ones((1, 1, 1))), "too small"),
+        (dict(image=np.ones((2, 3, 4, 5, 6))), "2D .* or 3D"),
+        (dict(image=np.ones((4, 10, 10)), mask=np.zeros((4, 10, 10), bool)), "mask is empty"),
+        (dict(image=np.ones((4, 10, 10)), mode="4d"), "mode"),
+        (dict(image=np.ones((4, 10, 10)), config="turbo"), "preset"),
+    ],
+)
+def test_bad_inputs_raise_a_clear_project_error(kwargs, message):
+    image = kwargs.pop("image")
+    kwargs.setdefault("config", TINY)
+    with pytest.raises(InvalidInputError, match=message):
+        segment(image, **kwargs)
