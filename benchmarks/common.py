@@ -38,7 +38,7 @@ class PeakRSS:
     Used as a context manager around one method's run. The kernel's high-water
     mark (``ru_maxrss``) cannot be reset inside a process, so sampling is the
     in-process option; the scaling benchmark uses a fresh subprocess per size
-    and reads ``ru_maxrss`` instead, which is exact.
+    and reads the kernel's VmHWM instead, which is exact.
     """
 
     def __init__(self, interval=0.02):
@@ -74,7 +74,7 @@ class PeakRSS:
 
 @contextmanager
 def timed(record):
-    """Store the wall time of the ``with`` body (seconds) and its peak RSS increase in ``record``."""
+    """Store the ``with`` body's wall time (s) and peak RSS increase (MiB) in ``record``."""
     with PeakRSS() as memory:
         start = time.perf_counter()
         yield record

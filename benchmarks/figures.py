@@ -70,7 +70,8 @@ def paper_images(out_png, *, max_iter=200, downscale=1, seed=0, device="cpu", lo
                   (_mean_colour(original, rgb),
                    f"original: {item['original_iterations']} it, {item['original_labels']} labels"),
                   (_mean_colour(ours, rgb),
-                   f"napari-dfcseg: {item['engine_iterations']} it, {item['engine_labels']} labels")]
+                   f"napari-dfcseg: {item['engine_iterations']} it, "
+                   f"{item['engine_labels']} labels")]
         for ax, (img, title) in zip(axes[row], panels):
             ax.imshow(img)
             ax.set_title(title, fontsize=8)

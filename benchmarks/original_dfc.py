@@ -31,7 +31,8 @@ def _net(input_dim, n_channel, n_conv):
             self.conv2 = nn.ModuleList()
             self.bn2 = nn.ModuleList()
             for _ in range(n_conv - 1):
-                self.conv2.append(nn.Conv2d(n_channel, n_channel, kernel_size=3, stride=1, padding=1))
+                self.conv2.append(
+                    nn.Conv2d(n_channel, n_channel, kernel_size=3, stride=1, padding=1))
                 self.bn2.append(nn.BatchNorm2d(n_channel))
             self.conv3 = nn.Conv2d(n_channel, n_channel, kernel_size=1, stride=1, padding=0)
             self.bn3 = nn.BatchNorm2d(n_channel)

@@ -62,7 +62,7 @@ def plot_reference(rows, out_png):
         sds = [r[1][tissue][1] for r in rows]
         ax.bar(x + (i - 1) * width, means, width, yerr=sds, label=name, capsize=2)
     ax.set_xticks(x, [r[0] for r in rows], rotation=60, ha="right", fontsize=7)
-    ax.set_ylim(0.5, 1.0)
+    ax.set_ylim(0.0, 1.0)
     ax.set_ylabel("Dice (many-to-one)")
     ax.set_title("MNI152, 5 % noise, 20 % bias")
     ax.legend(fontsize=7, ncol=3)

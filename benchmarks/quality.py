@@ -88,12 +88,14 @@ def _line(r):
             + f"  {r['wall_s']:.1f}s  +{r['peak_rss_increase_mib']:.0f} MiB")
 
 
-def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), log=print):
-    """The whole quality suite; returns ``{"records": [...], "settings": {...}}``.
+def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), presets=PRESETS,
+                modes=MODES, scribble_slices=(1, 3), grid=True, phantoms=True, log=print):
+    """The quality suite; returns ``{"records": [...], "settings": {...}}``.
 
-    Full: every baseline and every engine variant at MNI 5 % / 20 %; the
-    baselines (K = 3) over the MNI noise × bias grid; baselines and the
-    default preset on the head phantoms. Quick: a 12-slice MNI slab, one
+    Full: every baseline and every engine variant (``presets`` × ``modes`` ×
+    ``seeds``, then the default preset with ``scribble_slices``) at MNI 5 % /
+    20 %; the baselines (K = 3) over the MNI noise × bias grid; baselines and
+    the default preset on the head phantoms. Quick: a 12-slice MNI slab, one
     small phantom, 2 seeds, at most 3 engine iterations on tiny batches.
     """
     max_iter = 3 if quick else None
@@ -106,24 +108,28 @@ def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), log=
     reference = mni_case(noise, bias, crop=crop)
     records += baseline_records(reference, log=log)
     if engine:
-        records += engine_records(reference, seeds=seeds, scribble_slices=(1, 3),
-                                  max_iter=max_iter, quick=quick, device=device, log=log)
+        records += engine_records(reference, presets=presets, modes=modes, seeds=seeds,
+                                  scribble_slices=scribble_slices, max_iter=max_iter, quick=quick,
+                                  device=device, log=log)
     del reference
 
-    grid = [(n, b) for n in MNI_NOISE for b in MNI_BIAS if (n, b) != MNI_REFERENCE]
-    if quick:
-        grid = grid[:2]
-    log("MNI degradation grid (baselines, K = 3)")
-    for n, b in grid:
-        records += baseline_records(mni_case(n, b, crop=crop), ks=(3,), log=log)
+    if grid:
+        points = [(n, b) for n in MNI_NOISE for b in MNI_BIAS if (n, b) != MNI_REFERENCE]
+        if quick:
+            points = points[:2]
+        log("MNI degradation grid (baselines, K = 3)")
+        for n, b in points:
+            records += baseline_records(mni_case(n, b, crop=crop), ks=(3,), log=log)
 
-    log("head phantoms")
-    for spec in QUICK_PHANTOMS if quick else PHANTOMS:
-        case = phantom_case(*spec)
-        records += baseline_records(case, log=log)
-        if engine:
-            records += engine_records(case, presets=("default",), seeds=seeds, max_iter=max_iter,
-                                      quick=quick, device=device, log=log)
+    if phantoms:
+        log("head phantoms")
+        for spec in QUICK_PHANTOMS if quick else PHANTOMS:
+            case = phantom_case(*spec)
+            records += baseline_records(case, log=log)
+            if engine and "default" in presets:
+                records += engine_records(case, presets=("default",), modes=modes, seeds=seeds,
+                                          max_iter=max_iter, quick=quick, device=device, log=log)
     settings = {"quick": quick, "seeds": list(seeds), "max_iter_cap": max_iter, "mni_crop": crop,
-                "baseline_seed": 0, "device": device}
+                "baseline_seed": 0, "device": device, "presets": list(presets),
+                "modes": list(modes), "scribble_slices": list(scribble_slices)}
     return {"settings": settings, "records": records}

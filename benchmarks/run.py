@@ -20,14 +20,29 @@ from .common import RESULTS, machine_info, save_results
 PARTS = ("quality", "speed", "scaling", "figures")
 
 
+def _items(text):
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def _parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few iterations")
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     parser.add_argument("--only", default=",".join(PARTS),
                         help=f"comma-separated parts among {', '.join(PARTS)}")
     parser.add_argument("--no-engine", action="store_true",
                         help="quality: baselines only (seconds, no torch)")
+    parser.add_argument("--presets", default="paper,fast,default", help="quality: engine presets")
+    parser.add_argument("--modes", default="2d,3d", help="quality: engine modes")
+    parser.add_argument("--seeds", default="0,1,2", help="quality: engine seeds")
+    parser.add_argument("--scribble-slices", default="1,3",
+                        help="quality: numbers of scribbled slices ('' for none)")
+    parser.add_argument("--no-grid", action="store_true", help="quality: skip the MNI grid")
+    parser.add_argument("--no-phantoms", action="store_true", help="quality: skip the phantoms")
+    parser.add_argument("--tag", default=None,
+                        help="quality: write quality-TAG.json (merged with the others "
+                             "by the report) instead of quality.json")
     parser.add_argument("--results", default=None, help="folder of the JSON results")
     parser.add_argument("--docs", default=None, help="folder of benchmarks.md (img/ inside)")
     parser.add_argument("--threads", type=int, default=None,
@@ -38,11 +53,13 @@ def _parse(argv):
     args.parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(args.parts) - set(PARTS)
     if unknown:
-        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; choose among {', '.join(PARTS)}")
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; "
+                     f"choose among {', '.join(PARTS)}")
     default_results = RESULTS / ("quick" if args.quick else "gpu" if args.device != "cpu" else "")
     args.results = Path(args.results) if args.results else default_results
     if args.docs is None:
-        args.docs = args.results if (args.quick or args.device != "cpu") else RESULTS.parents[1] / "docs"
+        separate = args.quick or args.device != "cpu"  # keep docs/ for the full CPU run
+        args.docs = args.results if separate else RESULTS.parents[1] / "docs"
     args.docs = Path(args.docs)
     return args
 
@@ -70,8 +87,14 @@ def main(argv=None):
         from .quality import run_quality
 
         print("== quality")
-        save_results("quality", stamp(run_quality(quick=args.quick, device=args.device,
-                                                  engine=not args.no_engine)), folder=args.results)
+        payload = run_quality(
+            quick=args.quick, device=args.device, engine=not args.no_engine,
+            presets=_items(args.presets), modes=_items(args.modes),
+            seeds=tuple(int(s) for s in _items(args.seeds)),
+            scribble_slices=tuple(int(n) for n in _items(args.scribble_slices)),
+            grid=not args.no_grid, phantoms=not args.no_phantoms)
+        name = f"quality-{args.tag}" if args.tag else "quality"
+        save_results(name, stamp(payload), folder=args.results)
     if "speed" in args.parts:
         from .speed import end_to_end_mni, per_iteration
 
@@ -96,7 +119,7 @@ def main(argv=None):
 
         print("== figures: the paper's 2D images")
         img = args.docs / "img"
-        summary = paper_images(img / "bench_paper_images.png", max_iter=2 if args.quick else 200,
+        summary = paper_images(img / "bench_paper_images.png", max_iter=2 if args.quick else 100,
                                downscale=4 if args.quick else 1, device=args.device)
         save_results("figures", stamp({"summary": summary}), folder=args.results)
 

@@ -61,7 +61,8 @@ def per_iteration(*, image_name="101027.jpg", n_iter=20, warmup=3, crop=None, de
     return {"image": image_name, "shape": list(im.shape), "n_iter": n_iter, "warmup": warmup,
             "repeats": 2, "device": device,
             "original_s_per_it": original, "engine_s_per_it": engine,
-            "original_summary": summarise(original_times), "engine_summary": summarise(engine_times),
+            "original_summary": summarise(original_times),
+            "engine_summary": summarise(engine_times),
             "ratio": engine / original}
 
 

@@ -2,11 +2,12 @@
 
 Run headless with::
 
-    xvfb-run -a .venv/bin/python docs/make_screenshots.py
+    xvfb-run -a -s "-screen 0 1800x1100x24" .venv/bin/python docs/make_screenshots.py
 
 Writes docs/img/widget_segmented_phantom.png (the whole window: widget beside
-the segmented head phantom) and docs/img/label_table.png (the widget's label
-table after naming a label).
+the segmented head phantom), docs/img/widget_advanced.png (the inputs with the
+Advanced section open) and docs/img/label_table.png (the widget's label table
+after naming a label).
 """
 
 import warnings
@@ -19,7 +20,6 @@ import napari  # noqa: E402
 from qtpy.QtWidgets import QApplication  # noqa: E402
 
 from napari_dfcseg.plugin._widget import DFCSegWidget  # noqa: E402
-
 
 IMG = Path(__file__).resolve().parent / "img"
 
@@ -50,6 +50,12 @@ def main():
     s.n_clusters.value = 5
     s.min_size.value = 20
     s.device.value = "cpu"
+    # the inputs with the Advanced section open, before the run
+    widget.settings.advanced.expand(animate=False)
+    for _ in range(20):
+        QApplication.processEvents()
+    widget.settings.grab().save(str(IMG / "widget_advanced.png"))
+    widget.settings.advanced.collapse(animate=False)
     widget.run()
     wait_until(lambda: not widget.running)
     wait_until(lambda: widget.label_table.table.rowCount() > 0, 60)

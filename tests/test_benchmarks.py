@@ -73,7 +73,7 @@ def test_mni152_ground_truth_and_degradation():
     assert 0.04 < sd < 0.06  # BrainWeb's 5 %: relative to the white-matter intensity
 
 
-def test_original_loop_runs_fixed_iterations_when_stop_rule_is_off():
+def test_original_loop_times_fixed_iterations_and_keeps_its_stop_rule():
     pytest.importorskip("torch")
     from benchmarks.common import PAPER_SAMPLES
     from benchmarks.original_dfc import original_dfc, read_bgr
@@ -84,6 +84,9 @@ def test_original_loop_runs_fixed_iterations_when_stop_rule_is_off():
     im = read_bgr(path)[100:140, 200:260]
     labels, times = original_dfc(im, n_channel=8, max_iter=3, stop_rule=False)
     assert labels.shape == (40, 60) and len(times) == 3 and min(times) > 0
+    # the paper's rule: stop as soon as the image shows min_labels labels or fewer
+    _, times = original_dfc(im, n_channel=8, max_iter=3, min_labels=8)
+    assert len(times) == 1
 
 
 def test_quality_records_render_into_a_report(small_case, tmp_path):

@@ -84,7 +84,7 @@ def test_batch_folder_segments_every_scan_and_reports_the_bad_one(tmp_path):
     assert "2 segmented, 1 failed" in result.stdout
     assert "FAILED broken" in result.stderr
     assert "dfcseg: error:" in result.stderr  # the CLI's one-line reason
-    written = sorted(p.name for p in labels.iterdir())
+    written = sorted(p.name for p in labels.glob("*.nii.gz"))
     assert written == ["sub-01_labels.nii.gz", "sub-02_labels.nii.gz"]
     # a second run skips what is done and retries only the bad scan
     again = run(*env_cmd, "bash", EXAMPLES / "batch_folder.sh", scans, labels,

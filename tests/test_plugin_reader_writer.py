@@ -27,6 +27,23 @@ def test_oblique_nifti_corners_sit_at_simpleitk_physical_points(make_napari_view
         np.testing.assert_allclose(layer.data_to_world((k, j, i)), lps_xyz[::-1], atol=1e-4)
 
 
+@pytest.mark.parametrize("suffix", [".mha", ".nrrd"])
+def test_oblique_mha_and_nrrd_corners_sit_at_their_physical_points(make_napari_viewer, tmp_path, suffix):
+    from conftest import rotation_matrix
+
+    image = sitk.GetImageFromArray(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6))
+    image.SetSpacing((0.7, 0.9, 2.5))
+    image.SetOrigin((-31.0, 12.5, 88.0))
+    image.SetDirection(rotation_matrix((5.0, 20.0, -35.0)).ravel().tolist())
+    path = tmp_path / f"scan{suffix}"
+    sitk.WriteImage(image, str(path))
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin=PLUGIN)
+    for k, j, i in _corners(layer.data.shape):
+        lps_xyz = image.TransformIndexToPhysicalPoint((i, j, k))
+        np.testing.assert_allclose(layer.data_to_world((k, j, i)), lps_xyz[::-1], atol=1e-4)
+
+
 def test_ct_dicom_opens_in_soft_tissue_window_with_its_geometry(make_napari_viewer, make_dicom_series):
     series = make_dicom_series()
     viewer = make_napari_viewer()
@@ -38,6 +55,9 @@ def test_ct_dicom_opens_in_soft_tissue_window_with_its_geometry(make_napari_view
     np.testing.assert_allclose(meta["origin"], series.origin, atol=1e-4)
     assert series.patient_name.split("^")[0] not in repr(meta)
     np.testing.assert_allclose(layer.data_to_world((0, 0, 0)), series.origin[::-1], atol=1e-4)
+    # opening one file of the series opens the whole series
+    [one] = viewer.open(str(series.files[0]), plugin=PLUGIN)
+    assert one.data.shape == layer.data.shape
 
 
 def test_multi_series_dicom_folder_gives_one_named_layer_per_series(make_napari_viewer, make_dicom_series, tmp_path):
@@ -69,6 +89,7 @@ def test_labels_saved_with_the_writer_have_the_source_affine(make_napari_viewer,
 
     labels = (image.data > 500).astype(np.uint8)
     layer = viewer.add_labels(labels, name="seg", **output_layer_kwargs(image))
+    layer.features = {"index": [0, 1], "name": ["", "bright tissue"]}
     target = tmp_path / "seg.nii.gz"
     written = _save(layer, target)
     assert str(target) in written
@@ -76,7 +97,8 @@ def test_labels_saved_with_the_writer_have_the_source_affine(make_napari_viewer,
     np.testing.assert_allclose(saved.affine, nib.load(str(path)).affine, atol=1e-5)
     # nibabel's x, y, z array is our (z, y, x) array transposed
     np.testing.assert_array_equal(np.asarray(saved.dataobj).transpose(2, 1, 0), labels)
-    assert (tmp_path / "seg.labels.txt").is_file()
+    # the name typed in the label table travels into ITK-SNAP's label description file
+    assert "bright tissue" in (tmp_path / "seg.labels.txt").read_text()
 
 
 def _save(layer, target):
@@ -116,3 +138,22 @@ def test_mni152_sample_opens_when_nilearn_is_installed(make_napari_viewer):
     [layer] = viewer.layers
     assert layer.data.shape == (189, 233, 197)
     np.testing.assert_allclose(np.abs(layer.scale), 1.0)
+
+
+def test_unreadable_series_is_skipped_with_a_warning_not_a_crash(make_napari_viewer, make_dicom_series, tmp_path):
+    make_dicom_series("exam/good", description="Axial CT", series_number=2)
+    tilted = [[1, 0, 0, 0, 1, 0], [0, 1, 0, 0, 0, 1], [1, 0, 0, 0, 0, 1]]
+    make_dicom_series("exam/scout", description="Localizer", series_number=1, shape=(3, 8, 8),
+                      orientations=tilted, file_prefix="scout")
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    viewer = make_napari_viewer()
+    try:
+        layers = viewer.open(str(tmp_path / "exam"), plugin=PLUGIN)
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+    assert [layer.name for layer in layers] == ["Axial CT"]
+    warnings = [n.message for n in seen if n.severity == NotificationSeverity.WARNING]
+    assert any("Localizer" in message for message in warnings)

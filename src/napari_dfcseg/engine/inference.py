@@ -16,7 +16,7 @@ import torch
 
 from .device import autocast
 from .network import receptive_radius
-from .sampling import stack_regions
+from .sampling import stack_regions, with_halo
 
 __all__ = ["RawLabels", "label_volume", "recalibrate_batchnorm", "region_labels", "check_cancel"]
 
@@ -59,6 +59,10 @@ def _forward(net, x, device):
         return net(torch.from_numpy(np.ascontiguousarray(x)).to(device)).float()
 
 
+def _halo(net):
+    return receptive_radius(len(net.convs), net.convs[0].kernel_size[0])
+
+
 class _StopForward(Exception):
     pass
 
@@ -88,7 +92,7 @@ def recalibrate_batchnorm(net, volumes, regions, mode, device, *, batch_size=4, 
 
         handle = bn.register_forward_pre_hook(hook)
         try:
-            for x, _, _ in _batches(volumes, regions, mode, batch_size):
+            for x, _, _, _ in _batches(volumes, regions, mode, batch_size, _halo(net)):
                 check_cancel(cancel)
                 try:
                     _forward(net, x, device)
@@ -102,21 +106,26 @@ def recalibrate_batchnorm(net, volumes, regions, mode, device, *, batch_size=4, 
         bn.running_var.copy_(var.to(bn.running_var))
 
 
-def _batches(volumes, regions, mode, batch_size):
-    """Stack consecutive same-volume, same-shape regions into batches."""
+def _batches(volumes, regions, mode, batch_size, halo):
+    """Stack consecutive regions whose grown blocks share volume and shape."""
     group = []
 
     def key(item):
         i, r = item
-        return i, tuple(s.stop - s.start for s in r)
+        grown, crop = with_halo(r, halo, volumes[i].shape, mode)
+        return i, tuple(s.stop - s.start for s in grown), crop
 
     for item in regions:
         if group and (key(item) != key(group[0]) or len(group) == batch_size):
-            yield stack_regions(volumes[group[0][0]], [r for _, r in group], mode)
+            yield stack_regions(volumes[group[0][0]], [r for _, r in group], mode, halo)
             group = []
         group.append(item)
     if group:
-        yield stack_regions(volumes[group[0][0]], [r for _, r in group], mode)
+        yield stack_regions(volumes[group[0][0]], [r for _, r in group], mode, halo)
+
+
+def _crop(r, crop):
+    return r[(slice(None), slice(None)) + tuple(crop)]
 
 
 @torch.no_grad()
@@ -124,9 +133,9 @@ def region_labels(net, volumes, regions, mode, device, *, batch_size=4, cancel=N
     """Eval-mode cluster ids of the valid voxels of ``regions``: one flat int64 array."""
     net.eval()
     out = []
-    for x, valid, _ in _batches(volumes, regions, mode, batch_size):
+    for x, valid, _, crop in _batches(volumes, regions, mode, batch_size, _halo(net)):
         check_cancel(cancel)
-        ids = _forward(net, x, device).argmax(1).cpu().numpy()
+        ids = _crop(_forward(net, x, device), crop).argmax(1).cpu().numpy()
         out.append(ids[valid])
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 

@@ -25,7 +25,8 @@ from .inference import label_volume
 from .network import DFCNet
 from .normalize import (apply_normalization, normalize_intensity, prepare_image, prepare_mask,
                         prepare_scribbles, prepare_spacing)
-from .postprocess import apply_label_map, cluster_label_map, remove_small_islands
+from .postprocess import (apply_label_map, cluster_label_map, remove_small_islands,
+                          split_by_scribbles)
 from .sampling import TrainingVolume
 from .training import train_network
 
@@ -200,7 +201,12 @@ def fit(images, *, mode, spacings, channel_axis, masks, scribbles, config, seed,
         net, history, _ = train_network(volumes, mode=mode, config=config,
                                         in_channels=prepared[0].shape[-1], seed=seed, device=dev,
                                         progress=progress, cancel=cancel)
-        raws = [label_volume(net, v, mode, config, dev, cancel=cancel) for v in volumes]
+        def on_step(done, total):
+            if progress is not None:
+                progress(done, total, {"stage": "label"})
+
+        raws = [label_volume(net, v, mode, config, dev, cancel=cancel, on_step=on_step)
+                for v in volumes]
     counts = sum(r.counts for r in raws)
     feature_sum = sum(r.feature_sum for r in raws)
     intensity_sum = sum(r.intensity_sum for r in raws)
@@ -229,8 +235,8 @@ def _label_means(label_of, counts, feature_sum):
     return means
 
 
-def finish_labels(model, raw):
-    """Labels of one volume from its raw cluster ids: map, unseen clusters, islands."""
+def finish_labels(model, raw, scribbles=None):
+    """Labels of one volume from its raw cluster ids: map, unseen clusters, scribbles, islands."""
     label_of = model.label_of.copy()
     unseen = np.flatnonzero((label_of == 0) & (raw.counts > 0))
     known = np.flatnonzero(~np.isnan(model.label_means).any(1))
@@ -244,6 +250,8 @@ def finish_labels(model, raw):
     if unseen.size:
         log.info("%d cluster(s) unseen in training mapped to the nearest label", unseen.size)
     labels = apply_label_map(raw.ids, label_of)
+    if scribbles is not None:
+        labels = split_by_scribbles(labels, scribbles)
     if model.config.min_size > 1:
         labels = remove_small_islands(labels, model.config.min_size)
     return labels
@@ -262,7 +270,7 @@ def train_model(images, *, mode="2d", spacing=None, spacings=None, channel_axis=
     spacing, spacings : tuple or list of tuples
         Voxel size(s) (sz, sy, sx) in mm; ``spacings`` gives one per image.
     mask, masks : ndarray, list of them, or None
-        ``mask`` for one image (or shared), ``masks`` one per image.
+        ``mask`` for one image, ``masks`` one per image.
     scribbles : ndarray, list of them, or None
     config : DFCConfig or preset name
     seed : int
@@ -290,13 +298,18 @@ def train_model(images, *, mode="2d", spacing=None, spacings=None, channel_axis=
     return model
 
 
-def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, device="auto",
-                progress=None, cancel=None):
+def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scribbles=None,
+                device="auto", progress=None, cancel=None):
     """Label ``image`` with a trained :class:`Model`.
 
     Normalises with the model's stored statistics, runs the same labelling
     pass as training and maps clusters with the stored map. Applied to its
     training volume, it reproduces ``segment``'s labels exactly (same device).
+
+    ``scribbles`` (optional) split clusters whose scribbles carry several
+    classes, as in ``segment``
+    (:func:`~napari_dfcseg.engine.postprocess.split_by_scribbles`); pass the
+    training scribbles to reproduce a scribbled ``segment`` run.
 
     ``progress(i, n, info)`` is called after every batch/chunk with
     ``info = {"stage": "label"}``.
@@ -317,7 +330,7 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, dev
             f"image has {prepared.shape[-1]} channel(s), the model was trained on {model.in_channels}"
         )
     m = prepare_mask(mask, prepared.shape[:3])
-    prepare_spacing(spacing)
+    scr, _ = prepare_scribbles(scribbles, prepared.shape[:3])
     x = apply_normalization(prepared, model.norm_stats)
     vol = TrainingVolume(x, m, None, prepare_spacing(spacing))
 
@@ -328,7 +341,7 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, dev
     with reproducible(model.seed, dev):
         raw = label_volume(model.network(dev), vol, model.mode, model.config, dev,
                            cancel=cancel, on_step=on_step)
-    labels = finish_labels(model, raw)
+    labels = finish_labels(model, raw, scr)
     if prepared.shape[0] == 1 and np.asarray(image).ndim == (2 if channel_axis is None else 3):
         labels = labels[0]
     return SegmentationResult(labels=labels, n_iterations=0, loss_history=[], n_labels_history=[],

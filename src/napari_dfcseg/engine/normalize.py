@@ -197,10 +197,10 @@ def normalize_intensity(images, masks=None, *, percentiles=(0.5, 99.5), hu_windo
             flat = rng.choice(n, size=take, replace=False) if take < n else np.arange(n)
             idx = np.unravel_index(flat, img.shape[:3])
         else:
-            idx = np.nonzero(m)
+            flat = np.flatnonzero(m)  # one index array, not three
             if take < n:
-                pick = rng.choice(n, size=take, replace=False)
-                idx = tuple(a[pick] for a in idx)
+                flat = flat[np.sort(rng.choice(n, size=take, replace=False))]
+            idx = np.unravel_index(flat, img.shape[:3])
         for c in range(n_ch):
             v = img[idx + (c,)].astype(np.float64)
             if hu_window is not None:

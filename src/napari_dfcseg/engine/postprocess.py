@@ -21,6 +21,7 @@ __all__ = [
     "relabel_by_intensity",
     "label_table",
     "scribbles_from_png",
+    "split_by_scribbles",
 ]
 
 
@@ -124,6 +125,49 @@ def apply_label_map(ids, label_of):
     lut = np.concatenate([[0], np.asarray(label_of)])
     dtype = label_dtype(int(lut.max()))
     return lut.astype(dtype)[ids.astype(np.int64) + 1]
+
+
+def split_by_scribbles(labels, scribbles):
+    """Split labels that hold scribbles of several classes by connectivity.
+
+    The network is translation invariant: two regions that look the same get
+    the same cluster even when the user scribbled them as different classes.
+    For every such label (its scribbled voxels carry two or more classes),
+    each connected component (face connectivity) that holds scribbles takes
+    the class most of its scribbled voxels carry; components without a
+    scribble keep their label. Labels scribbled with one class are left as
+    the network gave them. Label 0 (outside the mask) is never changed.
+
+    Parameters
+    ----------
+    labels : int ndarray
+    scribbles : int ndarray
+        0 = unlabelled, s = class s; same shape.
+
+    Returns
+    -------
+    ndarray
+        A new label array, same dtype.
+    """
+    labels = _check_labels(labels)
+    out = labels.copy()
+    scribbled = (np.asarray(scribbles) > 0) & (labels > 0)
+    if not scribbled.any():
+        return out
+    s_lab, s_cls = labels[scribbled], np.asarray(scribbles)[scribbled]
+    for value in np.unique(s_lab):
+        mine = s_lab == value
+        if np.unique(s_cls[mine]).size < 2:
+            continue
+        components, n = ndimage.label(labels == value)
+        comp_of = components[scribbled]
+        lut = np.zeros(n + 1, dtype=np.int64)
+        for k in np.unique(comp_of[mine]):
+            vals, freq = np.unique(s_cls[mine & (comp_of == k)], return_counts=True)
+            lut[k] = vals[np.argmax(freq)]
+        new = lut[components]
+        out[new > 0] = new[new > 0].astype(out.dtype)
+    return out
 
 
 def _check_labels(labels, name="labels"):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TrainingVolume", "sample_batch", "evaluation_regions", "stack_regions"]
+__all__ = ["TrainingVolume", "sample_batch", "evaluation_regions", "stack_regions", "with_halo"]
 
 
 @dataclass
@@ -145,20 +145,51 @@ def evaluation_regions(volumes, mode, config):
     return out
 
 
-def stack_regions(vol, regions, mode):
-    """Input, valid and scribble blocks of same-size regions, stacked on a batch axis.
+def with_halo(region, halo, shape, mode):
+    """``region`` grown by ``halo`` voxels of real context (clamped to the volume).
 
-    Returns ``x`` (B, c, ...) float32, ``valid`` (B, ...) bool and
-    ``scribbles`` (B, ...) int64 or None; 2D regions lose their z axis.
+    Returns the grown region and the slices that crop the network's output
+    on it back to ``region``. A network applied to the grown region gives, on
+    ``region``, exactly the responses of a whole-volume pass (in eval mode):
+    the crop's edges see their true neighbours instead of zero padding.
+    2D mode grows the region in plane only.
     """
-    xs = [vol.x[(slice(None),) + r] for r in regions]
+    grown, crop = [], []
+    for axis, (s, n) in enumerate(zip(region, shape)):
+        h = 0 if (mode == "2d" and axis == 0) else halo
+        start, stop = max(0, s.start - h), min(n, s.stop + h)
+        grown.append(slice(start, stop))
+        crop.append(slice(s.start - start, s.stop - start))
+    return tuple(grown), tuple(crop)
+
+
+def stack_regions(vol, regions, mode, halo=0):
+    """Network input, valid and scribble blocks of regions, stacked on a batch axis.
+
+    The input is taken over each region grown by ``halo`` (see
+    :func:`with_halo`); the regions must give grown blocks of one shape.
+
+    Returns
+    -------
+    x : (B, c, ...) float32 ndarray
+        Input over the grown regions; 2D regions lose their z axis.
+    valid : (B, ...) bool ndarray
+        Voxels of the (un-grown) regions that may drive training.
+    scribbles : (B, ...) int64 ndarray or None
+    crop : tuple of slices
+        Crops the network output on ``x`` (spatial axes) to the regions.
+    """
+    grown = [with_halo(r, halo, vol.shape, mode) for r in regions]
+    crop = grown[0][1]
+    xs = [vol.x[(slice(None),) + g] for g, _ in grown]
     valid = [vol.valid(r) for r in regions]
     scr = [vol.scribbles_in(r) for r in regions]
     if mode == "2d":
         xs = [a[:, 0] for a in xs]
         valid = [a[0] for a in valid]
         scr = [None if a is None else a[0] for a in scr]
+        crop = crop[1:]
     x = np.stack(xs)
     v = np.stack(valid)
     s = None if scr[0] is None else np.stack(scr).astype(np.int64)
-    return x, v, s
+    return x, v, s, crop

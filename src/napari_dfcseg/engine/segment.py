@@ -92,7 +92,9 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
         Voxels to segment; outside get label 0 and never drive training.
     scribbles : int ndarray, optional
         Same spatial shape; 0 = unlabelled, 1..S = the user's classes. Class
-        s keeps label s in the output.
+        s keeps label s in the output. Regions that look alike but were
+        scribbled as different classes are told apart by connectivity
+        (:func:`~napari_dfcseg.engine.postprocess.split_by_scribbles`).
     config : DFCConfig or str, optional
         A config or a preset name (``"default"``, ``"fast"``, ``"paper"``);
         default ``"default"``.
@@ -108,6 +110,8 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
         also holds ``"preview"``: a (y, x) uint16 array of the raw cluster
         ids + 1 (not yet ordered or merged; 0 outside the mask) of slice
         ``info["preview_index"]`` of the volume, from the current network.
+        Then, while the volume is labelled, ``progress(k, n_batches,
+        {"stage": "label"})`` after every batch of slices / chunk.
     cancel : callable or threading.Event, optional
         Checked before every iteration, batch and chunk; when it fires the
         run stops with :class:`~napari_dfcseg.errors.Cancelled`.
@@ -157,7 +161,7 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
                                   loss_history=[], n_labels_history=[], config=config,
                                   seed=seed, device="none", elapsed_s=time.perf_counter() - start,
                                   stopped_by="constant")
-    labels = finish_labels(model, raws[0])
+    labels = finish_labels(model, raws[0], volumes[0].scribbles)
     hist = model.history
     return SegmentationResult(
         labels=labels[0] if squeeze else labels,

@@ -69,6 +69,30 @@ def _preview(net, vol, mode, device, z):
     return out
 
 
+def _batch_loss(net, vol, regions, mode, config, weights, halo, device):
+    """The paper's loss on one stack of regions; also the cluster ids seen on it.
+
+    The input carries a halo of real context, the loss is taken on the
+    regions themselves, so training sees no artificial crop edges.
+    """
+    x, valid, scr, crop = stack_regions(vol, regions, mode, halo)
+    x = torch.from_numpy(x).to(device)
+    valid = torch.from_numpy(valid).to(device)
+    with autocast(device):
+        r = net(x)
+    r = r[(slice(None), slice(None)) + tuple(crop)]
+    target = r.argmax(1)
+    if scr is not None:
+        scr = torch.from_numpy(scr).to(device)
+        unlabelled = valid & (scr == 0)
+        loss = (config.w_similarity * similarity_loss(r, target, unlabelled)
+                + config.w_scribble * scribble_loss(r, scr, valid))
+    else:
+        loss = config.w_similarity * similarity_loss(r, target, valid)
+    loss = loss + config.w_continuity * continuity_loss(r, valid, weights)
+    return loss, target[valid].detach()
+
+
 def train_network(volumes, *, mode, config, in_channels, seed, device, progress=None, cancel=None):
     """Train one network on ``volumes`` (list of TrainingVolume).
 
@@ -87,6 +111,7 @@ def train_network(volumes, *, mode, config, in_channels, seed, device, progress=
     opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
     weights = [axis_weights(v.spacing[3 - dims:], config.spacing_aware) for v in volumes]
     eval_regions = evaluation_regions(volumes, mode, config)
+    halo = receptive_radius(config.n_conv, config.kernel)
     bs = config.infer_batch_slices
     preview_z = int(volumes[0].slices[len(volumes[0].slices) // 2])
     history = TrainingHistory()
@@ -97,20 +122,16 @@ def train_network(volumes, *, mode, config, in_channels, seed, device, progress=
         check_cancel(cancel)
         net.train()
         index, regions = sample_batch(volumes, mode, config, rng)
-        x, valid, scr = stack_regions(volumes[index], regions, mode)
-        x = torch.from_numpy(x).to(device)
-        valid = torch.from_numpy(valid).to(device)
-        with autocast(device):
-            r = net(x)
-        target = r.argmax(1)
-        if scr is not None:
-            scr = torch.from_numpy(scr).to(device)
-            unlabelled = valid & (scr == 0)
-            loss = (config.w_similarity * similarity_loss(r, target, unlabelled)
-                    + config.w_scribble * scribble_loss(r, scr, valid))
-        else:
-            loss = config.w_similarity * similarity_loss(r, target, valid)
-        loss = loss + config.w_continuity * continuity_loss(r, valid, weights[index])
+        # 2D: one forward over the batch of slices (they share one crop window);
+        # 3D: one forward per patch (grown patches differ in shape at the
+        # volume's edges), the loss averaged over the patches
+        groups = [regions] if mode == "2d" else [[r] for r in regions]
+        loss, labels_seen = 0.0, []
+        for group in groups:
+            term, seen = _batch_loss(net, volumes[index], group, mode, config, weights[index],
+                                     halo, device)
+            loss = loss + term / len(groups)
+            labels_seen.append(seen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -120,7 +141,7 @@ def train_network(volumes, *, mode, config, in_channels, seed, device, progress=
             log.warning("loss became %s at iteration %d; stopping", loss_value, it + 1)
             history.stopped_by = "diverged"
             break
-        n_batch = int(torch.unique(target[valid]).numel())
+        n_batch = int(torch.unique(torch.cat(labels_seen)).numel())
         if config.stop_rule == "batch":
             n_seen = n_batch
         else:

@@ -54,13 +54,26 @@ def read_scan(path):
     series = list_series(p)
     if len(series) <= 1:
         return [image_layer_data(read_volume(p))]
-    # one layer per series, named by its description so the user can tell them apart
-    layers = []
-    names = set()
+    # one layer per series, named by its description so the user can tell them apart;
+    # a series that cannot be read (a broken localizer, say) is skipped, not fatal
+    from napari_dfcseg.errors import DFCError
+
+    layers, names, failures = [], set(), []
     for info in series:
-        volume = read_volume(p, series=info.uid)
         name = _unique(_series_name(info), names)
+        try:
+            volume = read_volume(p, series=info.uid)
+        except DFCError as exc:
+            failures.append((name, exc))
+            continue
         layers.append(image_layer_data(volume, name=name))
+    if not layers:
+        raise failures[0][1]
+    if failures:
+        from napari.utils.notifications import show_warning
+
+        skipped = "; ".join(f"{name}: {str(exc).splitlines()[0]}" for name, exc in failures)
+        show_warning(f"Skipped {len(failures)} unreadable series ({skipped})")
     return layers
 
 

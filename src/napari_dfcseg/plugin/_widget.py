@@ -306,7 +306,7 @@ class DFCSegWidget(QWidget):
             **placement,
         )
         self._preview.editable = False
-        if data.shape[0] == 1 and self.viewer.dims.ndisplay == 2:
+        if data.shape[0] == 1 and self.viewer.dims.ndisplay == 2 and self.viewer.dims.ndim == 3:
             # show the previewed slice: centre of the slice in world coordinates
             centre = np.array([0.0, (data.shape[1] - 1) / 2, (data.shape[2] - 1) / 2, 1.0])
             world = self._preview.affine.affine_matrix @ centre
