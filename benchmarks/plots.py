@@ -25,6 +25,8 @@ def mean_dice(record):
 def plot_grid(records, out_png):
     """Mean Dice of the K = 3 baselines vs noise, one panel per bias level."""
     plt = _pyplot()
+    from matplotlib.ticker import PercentFormatter
+
     rows = [r for r in records if r["family"] == "baseline" and r["k"] == 3
             and r["case"].startswith("MNI")]
     biases = sorted({r["bias"] for r in rows})
@@ -39,7 +41,8 @@ def plot_grid(records, out_png):
                 style = "-" if "+" in method else "--"
                 ax.plot(*zip(*pts), style, marker="o", ms=3, label=method.replace(" K=3", ""))
         ax.set_title(f"MNI152, bias {bias:.0%}")
-        ax.set_xlabel("Rician noise (fraction of WM)")
+        ax.set_xlabel("Rician noise (% of WM intensity)")
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean Dice (CSF, GM, WM)")
     axes[0][-1].legend(fontsize=7, loc="lower left")

@@ -148,9 +148,12 @@ def build_parser():
     p = sub.add_parser("demo", help="segment a synthetic head phantom and write an overview")
     p.add_argument("outdir", nargs="?", default="demo-output", metavar="OUTDIR",
                    help="folder for the results (default ./demo-output)")
-    p.add_argument("--preset", default="fast", metavar="NAME", help="parameter preset (default fast)")
-    p.add_argument("--max-iter", type=_positive_int, default=None, metavar="N",
-                   help="maximum number of iterations (default: the preset's)")
+    p.add_argument("--preset", default="default", metavar="NAME",
+                   help="parameter preset (default: default)")
+    # measured on the phantom: 60 iterations of the default preset give a mean brain Dice of
+    # 0.92 in 43 CPU-s, its full 300 give 0.89 in 270 CPU-s (docs/cli.md)
+    p.add_argument("--max-iter", type=_positive_int, default=60, metavar="N",
+                   help="maximum number of iterations (default 60)")
     p.add_argument("--shape", type=_positive_int, nargs=3, default=(40, 112, 96),
                    metavar=("Z", "Y", "X"), help="phantom size in voxels (default 40 112 96)")
     _add_run_options(p)

@@ -136,17 +136,23 @@ def write_overview(path, phantom, labels):
         ("coronal", lambda a: a[::-1, y], sz / sx),
         ("sagittal", lambda a: a[::-1, :, x], sz / sy),
     ]
-    rows = [("image", phantom.image, "gray"), ("ground truth", phantom.truth, "tab10"),
-            ("dfcseg labels", np.asarray(labels), "tab20")]
+    from matplotlib.colors import ListedColormap
+
+    # one distinct colour per label value (a continuous colormap would grey some out)
+    colours = ListedColormap(plt.get_cmap("tab20").colors)
+    rows = [("image", phantom.image, None), ("ground truth", phantom.truth, colours),
+            ("dfcseg labels", np.asarray(labels), colours)]
     fig, axes = plt.subplots(len(rows), len(views), figsize=(9, 9), squeeze=False)
     for r, (row_name, array, cmap) in enumerate(rows):
         for c, (view_name, cut, aspect) in enumerate(views):
             ax = axes[r][c]
             ax.imshow(cut(phantom.image), cmap="gray", aspect=aspect, interpolation="nearest")
             if r:
-                overlay = np.ma.masked_equal(cut(array), 0)
-                ax.imshow(overlay, cmap=cmap, alpha=0.55, aspect=aspect, interpolation="nearest",
-                          vmin=0, vmax=max(int(array.max()), 1))
+                ids = cut(array).astype(np.int64)
+                overlay = np.ma.masked_equal((ids - 1) % 20, -1)  # label 0 stays transparent
+                overlay.mask |= ids == 0
+                ax.imshow(overlay, cmap=cmap, alpha=0.6, aspect=aspect, interpolation="nearest",
+                          vmin=-0.5, vmax=19.5)
             ax.set_title(f"{row_name}, {view_name}", fontsize=9)
             ax.axis("off")
     fig.tight_layout()
