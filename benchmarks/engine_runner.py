@@ -45,8 +45,10 @@ def run_engine(image, *, mode, spacing, mask=None, scribbles=None, config="defau
 
     stamps = []
 
-    def progress(*args, **kwargs):
-        stamps.append(time.perf_counter())
+    def progress(i, n, info=None):
+        # called once per training iteration (and by later stages, which are not timed here)
+        if info is None or info.get("stage", "train") == "train":
+            stamps.append(time.perf_counter())
 
     kwargs = dict(mode=mode, spacing=spacing, mask=mask, scribbles=scribbles, config=config,
                   seed=seed, device=device, progress=progress)
@@ -61,7 +63,7 @@ def run_engine(image, *, mode, spacing, mask=None, scribbles=None, config="defau
         "wall_s": wall,
         "n_iterations": int(result.n_iterations),
         "n_labels_final": int(np.unique(inside).size),
-        "progress_calls": len(stamps),
+        "train_progress_calls": len(stamps),
         "iteration_times_s": np.diff(stamps).tolist() if len(stamps) > 1 else [],
     }
     return labels, info

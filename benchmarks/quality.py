@@ -15,7 +15,7 @@ from .cases import (MNI_BIAS, MNI_NOISE, MNI_REFERENCE, PHANTOMS, QUICK_PHANTOMS
                     phantom_case, simulate_scribbles)
 from .common import timed
 
-PRESETS = ("paper", "fast", "default")
+PRESETS = ("default", "fast", "paper")
 MODES = ("2d", "3d")
 
 
@@ -48,11 +48,14 @@ def baseline_records(case, *, clusterers=CLUSTERERS, denoisers=DENOISERS, ks=(3,
 
 
 def engine_records(case, *, presets=PRESETS, modes=MODES, seeds=(0, 1, 2), scribble_slices=(),
-                   scribble_preset="default", max_iter=None, quick=False, device="cpu", log=print):
+                   scribble_preset="default", max_iter=None, quick=False, device="cpu", log=print,
+                   checkpoint=None, overrides=None):
     """Run the engine for each preset × mode × seed, then with scribbles; one record each.
 
     ``scribble_slices``: numbers of scribbled slices (e.g. ``(1, 3)``) for the
-    scribble runs, which use ``scribble_preset`` in both modes.
+    scribble runs, which use ``scribble_preset`` in both modes. ``checkpoint``
+    is called with the records so far after each run (long runs save as they go).
+    ``overrides``: ``DFCConfig`` fields changed in every run (the method name says so).
     """
     from .engine_runner import engine_config, run_engine
 
@@ -64,11 +67,13 @@ def engine_records(case, *, presets=PRESETS, modes=MODES, seeds=(0, 1, 2), scrib
         scribbles = (simulate_scribbles(case.truth, case.mask, n_slices=n_slices, seed=seed)
                      if n_slices else None)
         method = f"DFC {preset} {mode}" + (f" +scribbles({n_slices} sl)" if n_slices else "")
+        if overrides:
+            method += " [" + ", ".join(f"{k}={v}" for k, v in overrides.items()) + "]"
         record = {"case": case.name, "noise": case.noise, "bias": case.bias, "family": "engine",
                   "method": method, "preset": preset, "mode": mode, "seed": seed,
                   "scribble_slices": n_slices, "max_iter_cap": max_iter, "quick": quick,
-                  "device": device}
-        config = engine_config(preset, max_iter=max_iter, quick=quick)
+                  "device": device, "overrides": overrides or {}}
+        config = engine_config(preset, max_iter=max_iter, quick=quick, **(overrides or {}))
         with timed(record):
             labels, info = run_engine(case.image, mode=mode, spacing=case.spacing, mask=case.mask,
                                       scribbles=scribbles, config=config, seed=seed,
@@ -78,6 +83,8 @@ def engine_records(case, *, presets=PRESETS, modes=MODES, seeds=(0, 1, 2), scrib
         record.update(score(labels, case))
         log(_line(record))
         records.append(record)
+        if checkpoint is not None:
+            checkpoint(records)
     return records
 
 
@@ -89,7 +96,8 @@ def _line(r):
 
 
 def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), presets=PRESETS,
-                modes=MODES, scribble_slices=(1, 3), grid=True, phantoms=True, log=print):
+                modes=MODES, scribble_slices=(1, 3), grid=True, phantoms=True, log=print,
+                checkpoint=None, overrides=None):
     """The quality suite; returns ``{"records": [...], "settings": {...}}``.
 
     Full: every baseline and every engine variant (``presets`` × ``modes`` ×
@@ -97,12 +105,22 @@ def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), pres
     20 %; the baselines (K = 3) over the MNI noise × bias grid; baselines and
     the default preset on the head phantoms. Quick: a 12-slice MNI slab, one
     small phantom, 2 seeds, at most 3 engine iterations on tiny batches.
+    ``checkpoint(settings, records)`` is called after every engine run.
     """
     max_iter = 3 if quick else None
     if quick:
         seeds = seeds[:2]
     crop = 12 if quick else None
+    settings = {"quick": quick, "seeds": list(seeds), "max_iter_cap": max_iter, "mni_crop": crop,
+                "baseline_seed": 0, "device": device, "presets": list(presets),
+                "modes": list(modes), "scribble_slices": list(scribble_slices),
+                "overrides": overrides or {}}
     records = []
+
+    def save(engine_so_far):
+        if checkpoint is not None:
+            checkpoint(settings, records + engine_so_far)
+
     noise, bias = MNI_REFERENCE
     log(f"MNI reference point: noise {noise:.0%}, bias {bias:.0%}")
     reference = mni_case(noise, bias, crop=crop)
@@ -110,7 +128,7 @@ def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), pres
     if engine:
         records += engine_records(reference, presets=presets, modes=modes, seeds=seeds,
                                   scribble_slices=scribble_slices, max_iter=max_iter, quick=quick,
-                                  device=device, log=log)
+                                  device=device, log=log, checkpoint=save, overrides=overrides)
     del reference
 
     if grid:
@@ -128,8 +146,6 @@ def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), pres
             records += baseline_records(case, log=log)
             if engine and "default" in presets:
                 records += engine_records(case, presets=("default",), modes=modes, seeds=seeds,
-                                          max_iter=max_iter, quick=quick, device=device, log=log)
-    settings = {"quick": quick, "seeds": list(seeds), "max_iter_cap": max_iter, "mni_crop": crop,
-                "baseline_seed": 0, "device": device, "presets": list(presets),
-                "modes": list(modes), "scribble_slices": list(scribble_slices)}
+                                          max_iter=max_iter, quick=quick, device=device, log=log,
+                                          checkpoint=save, overrides=overrides)
     return {"settings": settings, "records": records}

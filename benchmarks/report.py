@@ -113,6 +113,9 @@ def machine_block(payload):
              f"numpy {m.get('numpy', '?')}, Python {m.get('python', '?')}; device "
              f"{m.get('device', '?')}" + (f" ({m['gpu']})" if m.get("gpu") else "")
              + f"; 1-min load average at start {m.get('load_average_1min', '?')}"]
+    if payload.get("partial"):
+        lines.append("- **partial**: this run was stopped before it finished; its table rows "
+                     "hold the runs completed so far")
     if payload.get("contended"):
         lines.append("- **timings taken under CPU contention** (other jobs shared the cores): "
                      "treat times as upper bounds; Dice and ARI are unaffected")

@@ -24,6 +24,20 @@ def _items(text):
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
+def _overrides(items):
+    """``["n_clusters=3", "lr=0.01"]`` → ``{"n_clusters": 3, "lr": 0.01}``."""
+    import ast
+
+    out = {}
+    for item in items:
+        field, _, value = item.partition("=")
+        try:
+            out[field.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[field.strip()] = value.strip()  # a bare word, e.g. stop_rule=eval
+    return out
+
+
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run",
                                      description=__doc__.split("\n")[0])
@@ -33,11 +47,14 @@ def _parse(argv):
                         help=f"comma-separated parts among {', '.join(PARTS)}")
     parser.add_argument("--no-engine", action="store_true",
                         help="quality: baselines only (seconds, no torch)")
-    parser.add_argument("--presets", default="paper,fast,default", help="quality: engine presets")
+    parser.add_argument("--presets", default="default,fast,paper", help="quality: engine presets")
     parser.add_argument("--modes", default="2d,3d", help="quality: engine modes")
     parser.add_argument("--seeds", default="0,1,2", help="quality: engine seeds")
     parser.add_argument("--scribble-slices", default="1,3",
                         help="quality: numbers of scribbled slices ('' for none)")
+    parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
+                        help="quality: change a DFCConfig field in every engine run "
+                             "(repeatable; VALUE is a Python literal), e.g. n_clusters=3")
     parser.add_argument("--no-grid", action="store_true", help="quality: skip the MNI grid")
     parser.add_argument("--no-phantoms", action="store_true", help="quality: skip the phantoms")
     parser.add_argument("--tag", default=None,
@@ -87,13 +104,19 @@ def main(argv=None):
         from .quality import run_quality
 
         print("== quality")
+        name = f"quality-{args.tag}" if args.tag else "quality"
+
+        def checkpoint(settings, records):  # a long run keeps what it measured if stopped
+            save_results(name, stamp({"settings": settings, "records": records,
+                                      "partial": True}), folder=args.results)
+
         payload = run_quality(
             quick=args.quick, device=args.device, engine=not args.no_engine,
             presets=_items(args.presets), modes=_items(args.modes),
             seeds=tuple(int(s) for s in _items(args.seeds)),
             scribble_slices=tuple(int(n) for n in _items(args.scribble_slices)),
-            grid=not args.no_grid, phantoms=not args.no_phantoms)
-        name = f"quality-{args.tag}" if args.tag else "quality"
+            grid=not args.no_grid, phantoms=not args.no_phantoms, checkpoint=checkpoint,
+            overrides=_overrides(args.override))
         save_results(name, stamp(payload), folder=args.results)
     if "speed" in args.parts:
         from .speed import end_to_end_mni, per_iteration

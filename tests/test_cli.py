@@ -94,9 +94,12 @@ def test_no_command_is_a_usage_error():
 
 
 def test_segment_writes_labels_with_the_input_affine(small_scan, tmp_path):
-    out = tmp_path / "labels.nii.gz"
-    result = run_cli("segment", small_scan, out, *QUICK)
+    out, model = tmp_path / "labels.nii.gz", tmp_path / "model.pt"
+    result = run_cli("segment", small_scan, out, *QUICK, "--save-model", model)
     assert result.returncode == 0, result.stderr
+    from napari_dfcseg import load_model
+
+    assert load_model(model).in_channels == 1
     # stderr is not a terminal here: no progress bar, no chatter
     assert result.stderr == ""
     assert "labels" in result.stdout and str(out) in result.stdout

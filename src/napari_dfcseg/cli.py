@@ -415,12 +415,9 @@ def _cmd_segment(args, cancel):
     finally:
         progress.close()
     _check_cancel(cancel)
-    model = getattr(result, "model", None)
-    if args.save_model and model is None:
-        raise InvalidInputError("--save-model: this engine version returns no model")
     written = _write(args.output, result.labels, volume)
     if args.save_model:
-        _save_model(model, args.save_model)
+        _save_model(result.model, args.save_model)
         written = [*written, args.save_model]
     stopped = getattr(result, "stopped_by", "")
     _say(args, f"{_label_summary(result.labels)} labels after {result.n_iterations} iterations"

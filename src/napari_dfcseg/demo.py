@@ -47,6 +47,8 @@ def run_demo(outdir, *, shape=(40, 112, 96), config="fast", seed=0, device="auto
     from .engine.segment import segment
     from .metrics import dice_per_tissue, match_many_to_one
 
+    import matplotlib  # noqa: F401 - needed for the overview: fail before the minute of work
+
     outdir = Path(outdir)
     phantom = head_phantom(shape=tuple(shape), seed=seed)
     result = segment(phantom.image, mode="2d", spacing=phantom.spacing, config=config,
