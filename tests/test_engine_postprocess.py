@@ -5,7 +5,8 @@ import pytest
 
 from napari_dfcseg.engine.postprocess import (apply_label_map, cluster_label_map, label_table,
                                               merge_labels, relabel_by_intensity, relabel_by_size,
-                                              remove_small_islands, scribbles_from_png)
+                                              remove_small_islands, scribbles_from_png,
+                                              split_by_scribbles)
 from napari_dfcseg.errors import InvalidInputError
 
 
@@ -91,3 +92,19 @@ def test_scribbles_from_png_maps_255_to_unlabelled():
     assert scr[0, 0] == 1 and scr[1, 1] == 2 and scr[3, 3] == 0
     with pytest.raises(InvalidInputError):
         scribbles_from_png(np.zeros((2, 2, 2, 2)))
+
+
+def test_split_by_scribbles_separates_connected_regions_of_one_label():
+    labels = np.zeros((10, 20), np.uint8)
+    labels[2:8, 2:8] = 4
+    labels[2:8, 12:18] = 4  # looks the same, another connected region
+    labels[0] = 3
+    scribbles = np.zeros(labels.shape, np.int16)
+    scribbles[4, 3:6] = 1
+    scribbles[4, 13:16] = 2
+    out = split_by_scribbles(labels, scribbles)
+    assert (out[2:8, 2:8] == 1).all() and (out[2:8, 12:18] == 2).all()
+    assert (out[0] == 3).all() and (out[labels == 0] == 0).all()
+    # a label scribbled with one class only is left as the network gave it
+    scribbles[4, 13:16] = 1
+    np.testing.assert_array_equal(split_by_scribbles(labels, scribbles), labels)

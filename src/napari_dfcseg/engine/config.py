@@ -190,18 +190,23 @@ def _validate(cfg: DFCConfig) -> None:
 PRESETS: dict[str, DFCConfig] = {
     "paper": DFCConfig(),
 }
+# measured on the head phantom (docs/method.md): a lower learning rate, a
+# fixed evaluation set for the stop rule, and Ward merging to 3 labels
 PRESETS["default"] = dataclasses.replace(
     PRESETS["paper"],
     n_channels=32,
     lr=0.01,
-    max_iter=300,
+    max_iter=100,
     min_labels=3,
+    n_clusters=3,
     stop_rule="eval",
     eval_every=5,
+    eval_slices=8,
     min_cluster_fraction=0.005,
     min_iter=20,
+    patch_size=(16, 48, 48),
 )
-PRESETS["fast"] = dataclasses.replace(PRESETS["default"], n_channels=16, max_iter=100, batch_slices=4)
+PRESETS["fast"] = dataclasses.replace(PRESETS["default"], max_iter=50, batch_slices=4)
 
 
 def resolve_config(config: "DFCConfig | str | None") -> DFCConfig:
