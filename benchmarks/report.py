@@ -234,11 +234,12 @@ def discussion(quality, per_it, e2e, scale):
 def load_quality(results):
     """Merge ``quality.json`` and any ``quality-<tag>.json`` (runs split into parts).
 
-    A record of the same case, method and seed in a newer file replaces the
-    older one. Returns None if there is no quality result.
+    A record of the same case, method and seed from a later run replaces the
+    earlier one. Returns None if there is no quality result.
     """
-    files = sorted(Path(results).glob("quality*.json"), key=lambda f: f.stat().st_mtime)
-    parts = [load_results(f.stem, folder=results) for f in files]
+    parts = [load_results(f.stem, folder=results) for f in Path(results).glob("quality*.json")]
+    # oldest first, by the date each run recorded (file times do not survive a git checkout)
+    parts.sort(key=lambda p: p.get("machine", {}).get("date_utc", ""))
     if not parts:
         return None
     merged = {}
@@ -332,7 +333,7 @@ _HOW_TO_RUN = [
     "## How to run", "",
     "```bash",
     "python -m benchmarks.run                  # everything, CPU (hours on 2 cores)",
-    "python -m benchmarks.run --only quality   # or speed, scaling, figures",
+    "python -m benchmarks.run --only quality   # or speed, e2e, scaling, figures",
     "python -m benchmarks.run --quick          # tiny sizes, into benchmarks/results/quick/",
     "bash benchmarks/gpu.sh                    # CUDA + mixed precision",
     "python -m benchmarks.report               # re-render this page from the JSON",

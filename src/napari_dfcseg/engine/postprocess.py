@@ -124,7 +124,8 @@ def apply_label_map(ids, label_of):
     """Labels from cluster ids (-1 = outside the mask → 0), uint8 or uint16."""
     lut = np.concatenate([[0], np.asarray(label_of)])
     dtype = label_dtype(int(lut.max()))
-    return lut.astype(dtype)[ids.astype(np.int64) + 1]
+    # index with the int16 ids themselves: no int64 copy of a large volume
+    return lut.astype(dtype)[ids + np.int16(1)]
 
 
 def split_by_scribbles(labels, scribbles):
