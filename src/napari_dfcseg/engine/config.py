@@ -27,6 +27,11 @@ class DFCConfig:
         Convolution blocks (conv k×k → ReLU → BatchNorm) before the 1×1 head.
     kernel : int
         Side of the convolution kernels (odd).
+    thick_slice_ratio : float or None
+        An axis whose voxel size is at least this many times the finest gets
+        a 1-voxel kernel (e.g. 1×3×3 on 2.5×1×1 mm voxels), so no layer mixes
+        tissue across thick slices; the continuity loss still links them.
+        ``None``: isotropic kernels.
     lr, momentum : float
         SGD learning rate and momentum.
     max_iter : int
@@ -88,6 +93,7 @@ class DFCConfig:
     n_channels: int = 100
     n_conv: int = 2
     kernel: int = 3
+    thick_slice_ratio: float | None = 2.0
     lr: float = 0.1
     momentum: float = 0.9
     max_iter: int = 1000
@@ -159,6 +165,8 @@ def _validate(cfg: DFCConfig) -> None:
         bad("n_channels", "must be at least 2")
     if cfg.kernel % 2 == 0:
         bad("kernel", "must be odd")
+    if cfg.thick_slice_ratio is not None and not cfg.thick_slice_ratio >= 1:
+        bad("thick_slice_ratio", "must be None or at least 1")
     if cfg.lr <= 0:
         bad("lr", "must be positive")
     if not 0 <= cfg.momentum < 1:

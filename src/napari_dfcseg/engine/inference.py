@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from .device import autocast
-from .network import receptive_radius
 from .sampling import stack_regions, with_halo
 
-__all__ = ["RawLabels", "label_volume", "recalibrate_batchnorm", "region_labels", "check_cancel"]
+__all__ = ["RawLabels", "label_volume", "recalibrate_batchnorm", "region_labels", "check_cancel",
+           "volume_halo"]
 
 
 def check_cancel(cancel):
@@ -59,8 +59,9 @@ def _forward(net, x, device):
         return net(torch.from_numpy(np.ascontiguousarray(x)).to(device)).float()
 
 
-def _halo(net):
-    return receptive_radius(len(net.convs), net.convs[0].kernel_size[0])
+def volume_halo(net):
+    """The network's receptive radius along the volume's (z, y, x) axes (2D nets: z = 0)."""
+    return (0, *net.halo) if net.dims == 2 else tuple(net.halo)
 
 
 class _StopForward(Exception):
@@ -92,7 +93,7 @@ def recalibrate_batchnorm(net, volumes, regions, mode, device, *, batch_size=4, 
 
         handle = bn.register_forward_pre_hook(hook)
         try:
-            for x, _, _, _ in _batches(volumes, regions, mode, batch_size, _halo(net)):
+            for x, _, _, _ in _batches(volumes, regions, mode, batch_size, volume_halo(net)):
                 check_cancel(cancel)
                 try:
                     _forward(net, x, device)
@@ -133,7 +134,7 @@ def region_labels(net, volumes, regions, mode, device, *, batch_size=4, cancel=N
     """Eval-mode cluster ids of the valid voxels of ``regions``: one flat int64 array."""
     net.eval()
     out = []
-    for x, valid, _, crop in _batches(volumes, regions, mode, batch_size, _halo(net)):
+    for x, valid, _, crop in _batches(volumes, regions, mode, batch_size, volume_halo(net)):
         check_cancel(cancel)
         ids = _crop(_forward(net, x, device), crop).argmax(1).cpu().numpy()
         out.append(ids[valid])
@@ -171,7 +172,7 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
     net.eval()
     p = config.n_channels
     shape = vol.shape
-    halo = receptive_radius(config.n_conv, config.kernel)
+    halo = volume_halo(net)  # per axis: anisotropic kernels need less context along z
     ids = np.full(shape, -1, dtype=np.int16)
     counts = torch.zeros(p, dtype=torch.int64)
     feature_sum = torch.zeros(p, p, dtype=torch.float64)
@@ -180,8 +181,8 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
     if mode == "2d":
         # in plane: the mask's bounding box plus the halo, so every mask
         # voxel sees exactly the context it would see in the full slice
-        ys, xs = (slice(max(0, s.start - halo), min(n, s.stop + halo))
-                  for s, n in zip(vol.bbox[1:], shape[1:]))
+        ys, xs = (slice(max(0, s.start - h), min(n, s.stop + h))
+                  for s, n, h in zip(vol.bbox[1:], shape[1:], halo[1:]))
         zs = vol.slices
         step = config.infer_batch_slices
         jobs = [(zs[i:i + step], ys, xs) for i in range(0, len(zs), step)]
@@ -197,7 +198,8 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
             target = (z_idx, ys, xs)
             inner = r
         else:
-            ext = tuple(slice(max(0, s.start - halo), min(n, s.stop + halo)) for s, n in zip(job, shape))
+            ext = tuple(slice(max(0, s.start - h), min(n, s.stop + h))
+                        for s, n, h in zip(job, shape, halo))
             x = vol.x[(slice(None),) + ext][np.newaxis]
             r = _forward(net, x, device)[0]  # (p, dz, dy, dx)
             crop = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(job, ext))

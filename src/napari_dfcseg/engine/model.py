@@ -59,6 +59,9 @@ class Model:
     n_scribble_classes : int
     seed : int
     n_iterations : int
+    kernel_shape : tuple of ints or None
+        Per-axis kernel of the network (chosen from the training spacing);
+        ``None``: ``config.kernel`` along every axis.
     """
 
     config: DFCConfig
@@ -71,6 +74,7 @@ class Model:
     n_scribble_classes: int = 0
     seed: int = 0
     n_iterations: int = 0
+    kernel_shape: tuple | None = None
     history: dict = field(default_factory=dict)
 
     @property
@@ -80,7 +84,8 @@ class Model:
     def network(self, device="cpu") -> DFCNet:
         """The network in eval mode, on ``device``."""
         cfg = self.config
-        net = DFCNet(self.in_channels, cfg.n_channels, cfg.n_conv, cfg.kernel,
+        kernel = cfg.kernel if self.kernel_shape is None else tuple(self.kernel_shape)
+        net = DFCNet(self.in_channels, cfg.n_channels, cfg.n_conv, kernel,
                      2 if self.mode == "2d" else 3)
         net.load_state_dict(self.state_dict)
         return net.to(device).eval()
@@ -102,6 +107,8 @@ class Model:
             "seed": int(self.seed),
             "n_iterations": int(self.n_iterations),
         }
+        if self.kernel_shape is not None:
+            payload["kernel_shape"] = [int(k) for k in self.kernel_shape]
         try:
             torch.save(payload, path)
         except OSError as exc:
@@ -140,6 +147,8 @@ def load_model(path) -> Model:
             n_scribble_classes=int(payload["n_scribble_classes"]),
             seed=int(payload["seed"]),
             n_iterations=int(payload["n_iterations"]),
+            kernel_shape=(tuple(int(k) for k in payload["kernel_shape"])
+                          if "kernel_shape" in payload else None),
         )
         model.network()  # the weights must fit the architecture
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
@@ -217,7 +226,7 @@ def fit(images, *, mode, spacings, channel_axis, masks, scribbles, config, seed,
                   state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
                   norm_stats=stats, label_of=label_of, label_means=label_means,
                   n_scribble_classes=n_scribble, seed=int(seed),
-                  n_iterations=history.n_iterations,
+                  n_iterations=history.n_iterations, kernel_shape=net.kernel_shape,
                   history={"loss": history.loss, "n_labels": history.n_labels,
                            "stopped_by": history.stopped_by,
                            "train_seconds": time.perf_counter() - start, "device": str(dev)})

@@ -3,6 +3,10 @@
 Kim, Kanezaki & Tanaka (2020), Fig. 2: ``n_conv`` blocks of
 (conv k×k → ReLU → BatchNorm) with ``p`` channels, then a 1×1 convolution and
 BatchNorm giving the response map whose argmax is the cluster.
+
+On anisotropic volumes the kernel is shaped per axis (:func:`kernel_shape`):
+an axis whose voxels are much thicker than the finest gets a 1-voxel kernel,
+so no layer mixes tissue across thick slices (docs/method.md, "3D mode").
 """
 
 from __future__ import annotations
@@ -10,15 +14,40 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["DFCNet", "receptive_radius"]
+__all__ = ["DFCNet", "kernel_shape", "receptive_radius"]
 
 
-def receptive_radius(n_conv: int, kernel: int) -> int:
+def kernel_shape(kernel: int, spacing, thick_ratio: float | None = 2.0) -> tuple:
+    """Per-axis kernel size for voxels of ``spacing`` (one entry per spatial axis).
+
+    An axis whose spacing is at least ``thick_ratio`` times the finest gets
+    size 1 (its neighbours are ``thick_ratio`` or more voxels away in
+    millimetres, farther than the whole in-plane kernel reaches); the other
+    axes get ``kernel``. ``thick_ratio=None`` (or 0) gives an isotropic kernel.
+
+    Examples
+    --------
+    >>> kernel_shape(3, (2.5, 1.0, 1.0))
+    (1, 3, 3)
+    >>> kernel_shape(3, (1.5, 1.0, 1.0))
+    (3, 3, 3)
+    """
+    spacing = [float(s) for s in spacing]
+    if not thick_ratio:
+        return (int(kernel),) * len(spacing)
+    finest = min(spacing)
+    return tuple(1 if s >= thick_ratio * finest else int(kernel) for s in spacing)
+
+
+def receptive_radius(n_conv: int, kernel) -> "int | tuple":
     """Voxels of context on each side that one output voxel depends on.
 
-    Each k×k convolution (zero padded) adds ``k // 2``; the 1×1 head adds
-    none. Chunked inference needs a halo of this width to be exact.
+    Each convolution (zero padded) adds ``k // 2`` along each axis; the 1×1
+    head adds none. Chunked inference needs a halo of this width to be exact.
+    ``kernel`` is an int (returns an int) or a per-axis tuple (returns a tuple).
     """
+    if isinstance(kernel, (tuple, list)):
+        return tuple(int(n_conv) * (int(k) // 2) for k in kernel)
     return int(n_conv) * (int(kernel) // 2)
 
 
@@ -31,23 +60,34 @@ class DFCNet(nn.Module):
     n_channels : int
         ``p``: feature channels, also the number of possible clusters.
     n_conv : int
-    kernel : int
+    kernel : int or tuple of ``dims`` ints
+        Kernel size, isotropic or per axis (odd sizes).
     dims : {2, 3}
     """
 
-    def __init__(self, in_channels: int, n_channels: int, n_conv: int, kernel: int, dims: int):
+    def __init__(self, in_channels: int, n_channels: int, n_conv: int, kernel, dims: int):
         super().__init__()
         conv = {2: nn.Conv2d, 3: nn.Conv3d}[dims]
         norm = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[dims]
         self.dims = dims
+        self.kernel_shape = (tuple(int(k) for k in kernel) if isinstance(kernel, (tuple, list))
+                             else (int(kernel),) * dims)
+        if len(self.kernel_shape) != dims:
+            raise ValueError(f"kernel {kernel!r} has not {dims} sizes")
+        padding = tuple(k // 2 for k in self.kernel_shape)
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
         for i in range(n_conv):
             self.convs.append(conv(in_channels if i == 0 else n_channels, n_channels,
-                                   kernel, padding=kernel // 2))
+                                   self.kernel_shape, padding=padding))
             self.norms.append(norm(n_channels))
         self.head = conv(n_channels, n_channels, 1)
         self.head_norm = norm(n_channels)
+
+    @property
+    def halo(self) -> tuple:
+        """Receptive radius per spatial axis (see :func:`receptive_radius`)."""
+        return receptive_radius(len(self.convs), self.kernel_shape)
 
     @property
     def batchnorms(self):

@@ -148,15 +148,18 @@ def evaluation_regions(volumes, mode, config):
 def with_halo(region, halo, shape, mode):
     """``region`` grown by ``halo`` voxels of real context (clamped to the volume).
 
+    ``halo`` is an int or a (z, y, x) tuple (anisotropic kernels).
+
     Returns the grown region and the slices that crop the network's output
     on it back to ``region``. A network applied to the grown region gives, on
     ``region``, exactly the responses of a whole-volume pass (in eval mode):
     the crop's edges see their true neighbours instead of zero padding.
     2D mode grows the region in plane only.
     """
+    halos = tuple(halo) if isinstance(halo, (tuple, list)) else (halo,) * 3
     grown, crop = [], []
     for axis, (s, n) in enumerate(zip(region, shape)):
-        h = 0 if (mode == "2d" and axis == 0) else halo
+        h = 0 if (mode == "2d" and axis == 0) else halos[axis]
         start, stop = max(0, s.start - h), min(n, s.stop + h)
         grown.append(slice(start, stop))
         crop.append(slice(s.start - start, s.stop - start))

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from .device import autocast
-from .inference import check_cancel, recalibrate_batchnorm, region_labels
+from .inference import check_cancel, recalibrate_batchnorm, region_labels, volume_halo
 from .losses import axis_weights, continuity_loss, scribble_loss, similarity_loss
-from .network import DFCNet, receptive_radius
+from .network import DFCNet, kernel_shape
 from .sampling import evaluation_regions, sample_batch, stack_regions
 
-__all__ = ["TrainingHistory", "train_network", "count_clusters"]
+__all__ = ["TrainingHistory", "train_network", "count_clusters", "network_kernel"]
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,9 @@ def count_clusters(ids, min_fraction=0.0):
 
 def _preview(net, vol, mode, device, z):
     """Raw cluster ids + 1 of slice ``z`` (0 outside the mask), (y, x) uint16."""
-    halo = receptive_radius(len(net.convs), net.convs[0].kernel_size[0])
+    hz = volume_halo(net)[0]
     by, bx = vol.bbox[1], vol.bbox[2]
-    if mode == "2d":
-        region = (slice(z, z + 1), by, bx)
-    else:
-        region = (slice(max(0, z - halo), min(vol.shape[0], z + halo + 1)), by, bx)
+    region = (slice(max(0, z - hz), min(vol.shape[0], z + hz + 1)), by, bx)
     net.eval()
     with torch.no_grad(), autocast(device):
         x = vol.x[(slice(None),) + region]
@@ -93,6 +90,16 @@ def _batch_loss(net, vol, regions, mode, config, weights, halo, device):
     return loss, target[valid].detach()
 
 
+def network_kernel(volumes, dims, config):
+    """Per-axis kernel of the network for ``volumes``: see :func:`.network.kernel_shape`.
+
+    An axis gets a 1-voxel kernel only if it is thick in every volume.
+    """
+    shapes = [kernel_shape(config.kernel, v.spacing[3 - dims:], config.thick_slice_ratio)
+              for v in volumes]
+    return tuple(int(k) for k in np.max(shapes, axis=0))
+
+
 def train_network(volumes, *, mode, config, in_channels, seed, device, progress=None, cancel=None):
     """Train one network on ``volumes`` (list of TrainingVolume).
 
@@ -107,11 +114,12 @@ def train_network(volumes, *, mode, config, in_channels, seed, device, progress=
     """
     dims = 2 if mode == "2d" else 3
     rng = np.random.default_rng(seed)
-    net = DFCNet(in_channels, config.n_channels, config.n_conv, config.kernel, dims).to(device)
+    kernel = network_kernel(volumes, dims, config)
+    net = DFCNet(in_channels, config.n_channels, config.n_conv, kernel, dims).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
     weights = [axis_weights(v.spacing[3 - dims:], config.spacing_aware) for v in volumes]
     eval_regions = evaluation_regions(volumes, mode, config)
-    halo = receptive_radius(config.n_conv, config.kernel)
+    halo = volume_halo(net)
     bs = config.infer_batch_slices
     preview_z = int(volumes[0].slices[len(volumes[0].slices) // 2])
     history = TrainingHistory()
