@@ -84,3 +84,17 @@ def test_torch_free_modules_do_not_import_torch():
             "napari_dfcseg.DFCConfig.preset('fast'); "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_thick_axes_get_one_voxel_kernels():
+    from napari_dfcseg.engine.network import DFCNet, kernel_shape, receptive_radius
+
+    assert kernel_shape(3, (2.5, 1.0, 1.0)) == (1, 3, 3)
+    assert kernel_shape(3, (1.5, 1.0, 1.0)) == (3, 3, 3)
+    assert kernel_shape(5, (1.0, 0.5, 1.0)) == (1, 5, 1)
+    assert kernel_shape(3, (2.5, 1.0, 1.0), thick_ratio=None) == (3, 3, 3)
+    assert receptive_radius(2, (1, 3, 3)) == (0, 2, 2)
+    net = DFCNet(1, 4, 2, (1, 3, 3), dims=3)
+    assert net.halo == (0, 2, 2) and net.convs[0].weight.shape[2:] == (1, 3, 3)
+    with pytest.raises(InvalidInputError, match="thick_slice_ratio"):
+        DFCConfig(thick_slice_ratio=0.5)

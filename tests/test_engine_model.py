@@ -28,14 +28,17 @@ def test_saved_model_reproduces_the_labels_of_its_training_volume(phantom, tmp_p
     path = result.model.save(tmp_path / "model.pt")
     model = load_model(path)
     assert model.mode == mode and model.config == TINY
+    assert model.kernel_shape == result.model.kernel_shape == ((3, 3) if mode == "2d" else (1, 3, 3))
     again = apply_model(model, phantom.image, spacing=phantom.spacing, mask=phantom.mask)
     np.testing.assert_array_equal(again.labels, result.labels)
 
 
-def test_chunked_3d_inference_equals_whole_volume(phantom):
-    model = train_model(phantom.image, mode="3d", spacing=phantom.spacing, mask=phantom.mask,
+@pytest.mark.parametrize("spacing, halo", [((1.0, 1.0, 1.0), (2, 2, 2)), ((2.5, 1.0, 1.0), (0, 2, 2))])
+def test_chunked_3d_inference_equals_whole_volume(phantom, spacing, halo):
+    model = train_model(phantom.image, mode="3d", spacing=spacing, mask=phantom.mask,
                         config=dataclasses.replace(TINY, min_size=0), seed=2)
-    assert receptive_radius(model.config.n_conv, model.config.kernel) == 2
+    # thick slices (≥ 2× the finest spacing) get 1-voxel kernels along z, hence no z halo
+    assert receptive_radius(model.config.n_conv, model.kernel_shape) == halo
     whole = dataclasses.replace(model, config=dataclasses.replace(model.config, chunk_size=512))
     chunked = dataclasses.replace(model, config=dataclasses.replace(model.config, chunk_size=5))
     a = apply_model(whole, phantom.image, mask=phantom.mask).labels

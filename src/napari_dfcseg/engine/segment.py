@@ -82,8 +82,9 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
     mode : {"2d", "3d"}
         ``"2d"``: one network over the slices, trained on mini-batches of
         slices from the whole volume, so a label means the same tissue on
-        every slice. ``"3d"``: 3D convolutions, trained on patches inside
-        the mask and applied in chunks with a halo.
+        every slice. ``"3d"``: 3D convolutions (1-voxel along axes at least
+        ``config.thick_slice_ratio`` times thicker than the finest), trained
+        on patches inside the mask and applied in chunks with a halo.
     spacing : tuple of 3 floats, optional
         Voxel size (sz, sy, sx) in mm; weights the continuity term (thick
         slices count less). Default isotropic.
@@ -103,18 +104,25 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), or a torch device name.
     progress : callable(i, n, info), optional
-        Called after every training iteration ``i`` of at most ``n``, with
-        ``info = {"stage": "train", "iteration", "loss", "n_labels"`` (the
-        count the stop rule saw), ``"n_labels_batch"}``; at the first
-        iteration and every ``config.preview_every`` iterations ``info``
-        also holds ``"preview"``: a (y, x) uint16 array of the raw cluster
-        ids + 1 (not yet ordered or merged; 0 outside the mask) of slice
-        ``info["preview_index"]`` of the volume, from the current network.
-        Then, while the volume is labelled, ``progress(k, n_batches,
-        {"stage": "label"})`` after every batch of slices / chunk.
+        Two stages, in order:
+
+        1. ``info["stage"] == "train"``: called after every training
+           iteration ``i`` = 1, 2, ... with ``n = config.max_iter`` (the run
+           may stop earlier), ``info = {"stage", "iteration", "loss",
+           "n_labels"`` (the count the stop rule saw), ``"n_labels_batch"}``;
+           at the first iteration and every ``config.preview_every``
+           iterations ``info`` also holds ``"preview"``: a (y, x) uint16
+           array of the raw cluster ids + 1 (not yet ordered or merged; 0
+           outside the mask) of slice ``info["preview_index"]``, from the
+           current network.
+        2. ``info["stage"] == "label"``: while the volume is labelled,
+           ``progress(k, n_batches, {"stage": "label"})`` after every batch
+           of ``config.infer_batch_slices`` slices (2D) or chunk (3D),
+           ``k`` = 1..``n_batches``.
     cancel : callable or threading.Event, optional
-        Checked before every iteration, batch and chunk; when it fires the
-        run stops with :class:`~napari_dfcseg.errors.Cancelled`.
+        Checked before every training iteration and every batch / chunk of
+        evaluation, BatchNorm recalibration and labelling; when it fires
+        the run stops with :class:`~napari_dfcseg.errors.Cancelled`.
 
     Returns
     -------
