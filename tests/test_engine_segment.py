@@ -40,13 +40,13 @@ def test_phantom_tissues_are_recovered_2d(large_phantom):
 def test_phantom_tissues_are_recovered_3d(large_phantom):
     p = large_phantom
     cfg = dataclasses.replace(DFCConfig.preset("default"), max_iter=20, patch_size=(8, 48, 48),
-                              batch_patches=1, eval_every=10)
+                              batch_patches=1, eval_every=10, min_size=50)
     result = segment(p.image, mode="3d", spacing=p.spacing, mask=p.mask, config=cfg, seed=2)
     # 3 mm slices: the kernels are 1×3×3 (no layer mixes tissue across slices)
     assert result.model.kernel_shape == (1, 3, 3)
     dice = dice_per_tissue(result.labels, p.truth, p.mask)
-    # measured CSF / GM / WM: 0.920 / 0.953 / 0.966 (seed 2); seeds 0 and 1 give CSF
-    # 0.887 and 0.899 (docs/method.md); 3×3×3 kernels gave CSF 0.00-0.25
+    # measured CSF / GM / WM: 0.924 / 0.956 / 0.967 (seed 2), 0.900 / 0.959 / 0.973 (seed 0),
+    # 0.918 / 0.934 / 0.961 (seed 1); 3×3×3 kernels gave CSF 0.00-0.25 (docs/method.md)
     assert min(dice.values()) >= 0.9, dice
 
 
