@@ -18,38 +18,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import time
 
 import numpy as np
-
-
-def _centroid_merge(counts, means, fixed):
-    """Agglomeration that merges the nearest means first, whatever the cluster sizes."""
-    groups = [[i] for i in range(len(counts))]
-    n = [float(c) for c in counts]
-    mu = [np.asarray(m, dtype=np.float64) for m in means]
-    fix = [bool(f) for f in fixed]
-    while True:
-        yield [list(g) for g in groups]
-        if len(groups) < 2:
-            return
-        best, pair = np.inf, None
-        for a in range(len(groups)):
-            for b in range(a + 1, len(groups)):
-                cost = np.inf if (fix[a] and fix[b]) else float(np.sum((mu[a] - mu[b]) ** 2))
-                if cost < best:
-                    best, pair = cost, (a, b)
-        if pair is None:
-            return
-        a, b = pair
-        total = n[a] + n[b]
-        mu[a] = (n[a] * mu[a] + n[b] * mu[b]) / total
-        n[a] = total
-        groups[a] += groups[b]
-        fix[a] = fix[a] or fix[b]
-        for lst in (groups, n, mu, fix):
-            del lst[b]
 
 
 def _patch(args):
@@ -69,7 +42,7 @@ def _patch(args):
 
         model.cluster_label_map = by_intensity
     if args.linkage == "centroid":
-        postprocess._ward_merge = _centroid_merge
+        postprocess._ward_merge = functools.partial(postprocess._ward_merge, size_weighted=False)
     if args.balanced > 0:  # class-balanced similarity loss: weight_c = count_c ** -power
         def balanced(r, target, valid):
             logits = r.movedim(1, -1)[valid].float()

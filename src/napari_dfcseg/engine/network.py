@@ -83,6 +83,10 @@ class DFCNet(nn.Module):
             self.norms.append(norm(n_channels))
         self.head = conv(n_channels, n_channels, 1)
         self.head_norm = norm(n_channels)
+        # 2D: NHWC ("channels last") lets oneDNN run the convolutions ~10-15 % faster
+        # on CPU (measured in docs/benchmarks.md); the maths is unchanged.
+        self._memory_format = torch.channels_last if dims == 2 else torch.contiguous_format
+        self.to(memory_format=self._memory_format)
 
     @property
     def halo(self) -> tuple:
@@ -95,6 +99,7 @@ class DFCNet(nn.Module):
         return [*self.norms, self.head_norm]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=self._memory_format)
         for conv, norm in zip(self.convs, self.norms):
             x = norm(torch.relu(conv(x)))
         return self.head_norm(self.head(x))

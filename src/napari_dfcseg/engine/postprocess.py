@@ -30,12 +30,14 @@ def label_dtype(n_labels):
     return np.uint8 if n_labels <= 255 else np.uint16
 
 
-def _ward_merge(counts, means, fixed):
-    """Greedy Ward agglomeration of clusters; returns a list of groups (lists of indices).
+def _ward_merge(counts, means, fixed, *, size_weighted=True):
+    """Greedy Ward agglomeration of clusters; yields the groups (lists of indices) at each step.
 
     The pair merged first is the one whose merge increases the within-group
     sum of squares least, ``n_a n_b / (n_a + n_b) · ||μ_a - μ_b||²``. Two
-    ``fixed`` clusters (scribbled classes) are never merged together.
+    ``fixed`` clusters (scribbled classes) are never merged together. With
+    ``size_weighted=False`` the nearest means merge first whatever the sizes
+    (centroid linkage; measured against Ward in docs/method.md).
     """
     groups = [[i] for i in range(len(counts))]
     n = [float(c) for c in counts]
@@ -45,7 +47,8 @@ def _ward_merge(counts, means, fixed):
     def cost(a, b):
         if fix[a] and fix[b]:
             return np.inf
-        return n[a] * n[b] / (n[a] + n[b]) * float(np.sum((mu[a] - mu[b]) ** 2))
+        weight = n[a] * n[b] / (n[a] + n[b]) if size_weighted else 1.0
+        return weight * float(np.sum((mu[a] - mu[b]) ** 2))
 
     while True:
         yield [list(g) for g in groups]

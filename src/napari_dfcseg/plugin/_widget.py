@@ -284,8 +284,10 @@ class DFCSegWidget(QWidget):
         if pbar is not None:
             if report.n and pbar.total != report.n:
                 pbar.total = report.n
+            if report.i < pbar.n:  # labelling restarts the count after training
+                pbar.n = 0
             pbar.set_description(f"DFC {text}")
-            pbar.update(max(0, report.i - pbar.n))
+            pbar.update(report.i - pbar.n)
         if info.get("preview") is not None:
             self._show_preview(np.asarray(info["preview"]), int(info.get("preview_index", 0)))
 
