@@ -111,3 +111,14 @@ def test_apply_labels_edit_undo_restores_exactly(make_napari_viewer):
     np.testing.assert_array_equal(layer.data, new)
     layer.undo()
     np.testing.assert_array_equal(layer.data, data)
+
+
+def test_a_recount_finishing_after_the_table_is_closed_is_ignored(table_on_layers):
+    viewer, layer, table, qtbot = table_on_layers
+    viewer.window.remove_dock_widget(table)
+    table.close()
+    table.deleteLater()
+    qtbot.wait(50)
+    # the recount's result arrives after the widget and its combo box are gone:
+    # before the fix this raised "wrapped C/C++ object ... has been deleted"
+    table._on_counted(layer, table._generation, None)

@@ -245,7 +245,11 @@ class LabelTable(QWidget):
         )
 
     def _on_counted(self, layer, generation, stats):
-        if generation != self._generation or layer is not self.layer:
+        try:
+            current = self.layer
+        except RuntimeError:  # the widget (or the viewer) was closed while the count ran
+            return
+        if generation != self._generation or layer is not current:
             return  # a newer count is on its way
         layer.features = features_table(stats, _names_of(layer))
         self._fill(layer)
