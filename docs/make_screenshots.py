@@ -46,7 +46,7 @@ def main():
     viewer.window.add_dock_widget(widget, name="DFC Segmentation", area="right")
     s = widget.settings
     s.image.value = image
-    s.preset.value = "fast"
+    s.preset.value = "default"
     s.n_clusters.value = 5
     s.min_size.value = 20
     s.device.value = "cpu"
