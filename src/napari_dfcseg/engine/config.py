@@ -214,6 +214,10 @@ PRESETS["default"] = dataclasses.replace(
     min_cluster_fraction=0.005,
     min_iter=20,
     patch_size=(16, 48, 48),
+    # scribbles are a tiny fraction of the voxels: at the paper's 0.5 the self-labels
+    # win and a scribbled class (thin CSF) can vanish; 2.0 measured best on MNI152
+    # with 1 or 3 scribbled slices (docs/method.md, "Experiments on MNI152")
+    w_scribble=2.0,
 )
 PRESETS["fast"] = dataclasses.replace(PRESETS["default"], max_iter=25)
 
