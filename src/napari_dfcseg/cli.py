@@ -242,41 +242,26 @@ def _check_cancel(event):
         raise Cancelled("interrupted")
 
 
-def _same_file(a, b):
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve()
-
-
 def _check_output(output, inputs, *, overwrite, suffixes=_LABEL_SUFFIXES, what="OUTPUT"):
     """Refuse an output that would overwrite an input or any existing file."""
+    from .io import is_label_volume, is_same_file
+
     out = Path(output)
     if not str(out.name).lower().endswith(suffixes):
         raise InvalidInputError(f"{what} {output}: must end with {' or '.join(suffixes)}")
     for path in inputs:
-        if path is not None and (_same_file(out, path) or out.resolve() == Path(path).resolve()):
+        if path is not None and is_same_file(out, path):
             raise InvalidInputError(f"{what} {output} is the input {path}: refusing to overwrite a scan")
     if out.is_dir():
         raise InvalidInputError(f"{what} {output} is a folder")
     if out.exists() and not overwrite:
         raise InvalidInputError(f"{what} {output} exists: pass --overwrite to replace it")
-    if out.exists() and suffixes == _LABEL_SUFFIXES and not _is_label_volume(out):
+    if out.exists() and suffixes == _LABEL_SUFFIXES and not is_label_volume(out):
         # write_labels refuses it too, but only after the run: say so before the minutes of work
         raise InvalidInputError(f"{what} {output} exists and is not a label volume: refusing to"
                                 " overwrite it")
     if not out.parent.exists() and str(out.parent) != "":
         raise InvalidInputError(f"{what} {output}: folder {out.parent} does not exist")
-
-
-def _is_label_volume(path):
-    """True for a NIfTI whose intent is 'label' (1002), as write_labels writes them."""
-    import nibabel as nib
-
-    try:
-        return int(nib.load(str(path)).header["intent_code"]) == 1002
-    except Exception:  # noqa: BLE001 - unreadable is not a label volume
-        return False
 
 
 def _quiet_itk():

@@ -14,7 +14,7 @@ This package never imports torch, napari or Qt.
 from .dicom import SeriesInfo, list_series
 from .readers import read_volume
 from .volume import Volume
-from .writer import label_colour, label_file_paths, write_labels
+from .writer import is_label_volume, is_same_file, label_colour, label_file_paths, write_labels
 
 __all__ = [
     "Volume",
@@ -22,6 +22,8 @@ __all__ = [
     "list_series",
     "SeriesInfo",
     "write_labels",
+    "is_label_volume",
+    "is_same_file",
     "label_colour",
     "label_file_paths",
 ]

@@ -21,7 +21,8 @@ from ..errors import VolumeIOError
 from ._errors import library_errors
 from .volume import Volume
 
-__all__ = ["write_labels", "label_colour", "label_file_paths", "NIFTI_INTENT_LABEL", "XFORM_CODE"]
+__all__ = ["write_labels", "is_label_volume", "is_same_file", "label_colour", "label_file_paths",
+           "NIFTI_INTENT_LABEL", "XFORM_CODE"]
 
 NIFTI_INTENT_LABEL = 1002
 #: sform_code = qform_code = 1 (NIFTI_XFORM_SCANNER_ANAT), as ITK and dcm2niix write
@@ -104,29 +105,38 @@ def _label_array(labels, like, path):
     return labels.astype(np.uint8 if high <= 255 else np.uint16, copy=False)
 
 
-def _same_file(a, b):
+def is_same_file(a, b):
+    """True when paths ``a`` and ``b`` name the same file (symlinks and hard links included)."""
     try:
         return Path(a).resolve() == Path(b).resolve() or (Path(b).exists() and os.path.samefile(a, b))
     except OSError:
         return False
 
 
+def is_label_volume(path):
+    """True for a readable NIfTI whose intent is 'label' (1002), as :func:`write_labels` writes.
+
+    Only such a file may be replaced by :func:`write_labels`; callers (the CLI)
+    use it to refuse an output path before minutes of work rather than after.
+    """
+    import nibabel as nib
+
+    try:
+        return int(nib.load(str(path)).header["intent_code"]) == NIFTI_INTENT_LABEL
+    except Exception:  # noqa: BLE001 - unreadable means "not ours to overwrite"
+        return False
+
+
 def _refuse_overwrite(path, like):
     """Never write over the scan, nor over an existing file that is not a label volume."""
     for target in label_file_paths(path):
-        if like.source is not None and _same_file(target, like.source):
+        if like.source is not None and is_same_file(target, like.source):
             raise VolumeIOError(f"{target}: is the scan the labels belong to; refusing to overwrite it")
     if not path.exists():
         return
     if path.is_dir():
         raise VolumeIOError(f"{path}: is a folder")
-    import nibabel as nib
-
-    try:
-        intent = int(nib.load(str(path)).header["intent_code"])
-    except Exception:  # noqa: BLE001 - unreadable means "not ours to overwrite"
-        intent = None
-    if intent != NIFTI_INTENT_LABEL:
+    if not is_label_volume(path):
         raise VolumeIOError(
             f"{path}: exists and is not a label volume (NIfTI intent 'label'); "
             "refusing to overwrite it: choose another name or remove it"
