@@ -188,3 +188,19 @@ def test_bad_inputs_raise_a_clear_project_error(kwargs, message):
     kwargs.setdefault("config", TINY)
     with pytest.raises(InvalidInputError, match=message):
         segment(image, **kwargs)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_training_precision_keeps_phantom_quality(large_phantom, precision):
+    # bfloat16 training on CPU (the "auto" choice on CPUs with native bfloat16) must
+    # not cost quality; labelling stays float32 either way
+    p = large_phantom
+    cfg = dataclasses.replace(DFCConfig.preset("default"), precision=precision)
+    result = segment(p.image, mode="2d", spacing=p.spacing, mask=p.mask, config=cfg, seed=0)
+    dice = dice_per_tissue(result.labels, p.truth, p.mask)
+    assert min(dice.values()) >= 0.9, dice
+
+
+def test_unknown_precision_is_a_clear_error():
+    with pytest.raises(InvalidInputError, match="precision"):
+        dataclasses.replace(DFCConfig.preset("default"), precision="half")

@@ -40,6 +40,16 @@ class DFCConfig:
         The paper's stop rule: stop once the run shows this many labels or fewer.
     w_similarity, w_continuity, w_scribble : float
         Loss weights (the paper's μ = 1, ν = 1 and the scribble weight 0.5).
+    mixture_components : int or None
+        If set (and the run has no scribbles), the self-labels are anchored
+        to a Gaussian mixture of this many components fitted to the
+        normalised intensities: each voxel's target is the component that
+        maximises the network's log-probability plus ``mixture_weight`` times
+        the component's log-likelihood of the voxel's intensity, instead of
+        the bare argmax (:func:`napari_dfcseg.engine.prior.anchored_target`).
+        At least ``n_clusters`` components are fitted. ``None``: the paper's argmax.
+    mixture_weight : float
+        Weight of the intensity log-likelihood in the anchored target.
     batch_slices : int
         2D mode: slices per mini-batch, drawn from the whole volume.
     crop_size : int
@@ -82,6 +92,10 @@ class DFCConfig:
         Intensity percentiles (inside the mask) mapped to 0 and 1.
     hu_window : tuple of 2 floats or None
         CT: clip intensities to this HU window before normalising.
+    precision : {"auto", "float32", "bfloat16"}
+        Arithmetic of the training iterations. ``"auto"``: mixed precision on
+        CUDA, bfloat16 on a CPU with native bfloat16 (AVX512-BF16 / AMX),
+        float32 otherwise. Labelling stays float32 on CPU.
     preview_every : int
         Iterations between two live previews in ``progress``'s ``info``.
     infer_batch_slices : int
@@ -101,6 +115,8 @@ class DFCConfig:
     w_similarity: float = 1.0
     w_continuity: float = 1.0
     w_scribble: float = 0.5
+    mixture_components: int | None = None
+    mixture_weight: float = 1.0
     batch_slices: int = 8
     crop_size: int = 256
     patch_size: tuple = (32, 64, 64)
@@ -116,6 +132,7 @@ class DFCConfig:
     spacing_aware: bool = True
     percentiles: tuple = (0.5, 99.5)
     hu_window: tuple | None = None
+    precision: str = "auto"
     preview_every: int = 10
     infer_batch_slices: int = 4
     chunk_size: int = 64
@@ -175,8 +192,12 @@ def _validate(cfg: DFCConfig) -> None:
         bad("min_labels", "must be at least 1")
     if cfg.min_iter < 0 or cfg.min_size < 0:
         bad("min_iter" if cfg.min_iter < 0 else "min_size", "must not be negative")
+    if cfg.mixture_components is not None and not (1 <= cfg.mixture_components <= cfg.n_channels):
+        bad("mixture_components", f"must be None or between 1 and n_channels ({cfg.n_channels})")
     if cfg.n_clusters is not None and not (1 <= cfg.n_clusters <= cfg.n_channels):
         bad("n_clusters", f"must be None or between 1 and n_channels ({cfg.n_channels})")
+    if cfg.precision not in ("auto", "float32", "bfloat16"):
+        bad("precision", "must be 'auto', 'float32' or 'bfloat16'")
     if cfg.stop_rule not in ("batch", "eval"):
         bad("stop_rule", "must be 'batch' or 'eval'")
     if len(cfg.patch_size) != 3 or min(cfg.patch_size) < 1:
@@ -187,13 +208,13 @@ def _validate(cfg: DFCConfig) -> None:
         bad("hu_window", "must be None or (low, high) with low < high")
     if not 0 <= cfg.min_cluster_fraction < 1:
         bad("min_cluster_fraction", "must be in [0, 1)")
-    for field in ("w_similarity", "w_continuity", "w_scribble"):
+    for field in ("w_similarity", "w_continuity", "w_scribble", "mixture_weight"):
         if getattr(cfg, field) < 0:
             bad(field, "must not be negative")
 
 
 #: Named presets. ``"paper"``: the published defaults (Kim et al. 2020).
-#: ``"default"``: the measured best on the head phantom (docs/method.md).
+#: ``"default"``: the measured best on the head phantom and MNI152 (docs/method.md).
 #: ``"fast"``: half the iterations of ``"default"``, for a quick look.
 PRESETS: dict[str, DFCConfig] = {
     "paper": DFCConfig(),
@@ -206,7 +227,6 @@ PRESETS["default"] = dataclasses.replace(
     lr=0.01,
     max_iter=50,
     batch_slices=4,
-    min_labels=3,
     n_clusters=3,
     stop_rule="eval",
     eval_every=5,
@@ -218,6 +238,13 @@ PRESETS["default"] = dataclasses.replace(
     # win and a scribbled class (thin CSF) can vanish; 2.0 measured best on MNI152
     # with 1 or 3 scribbled slices (docs/method.md, "Experiments on MNI152")
     w_scribble=2.0,
+    # anchor the self-labels to a 3-component (tied-variance) intensity mixture with
+    # weight 0.5: on MNI152 CSF stays on every seed (docs/method.md, "Anchored
+    # self-labels"); the classes cannot vanish, so the stop rule only guards
+    # against a collapse to one label and the run trains its 50 iterations
+    mixture_components=3,
+    mixture_weight=0.5,
+    min_labels=1,
 )
 PRESETS["fast"] = dataclasses.replace(PRESETS["default"], max_iter=25)
 

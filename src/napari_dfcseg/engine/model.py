@@ -27,6 +27,7 @@ from .normalize import (apply_normalization, normalize_intensity, prepare_image,
                         prepare_scribbles, prepare_spacing)
 from .postprocess import (apply_label_map, cluster_label_map, remove_small_islands,
                           split_by_scribbles)
+from .prior import fit_intensity_mixture
 from .sampling import TrainingVolume
 from .training import train_network
 
@@ -203,6 +204,12 @@ def fit(images, *, mode, spacings, channel_axis, masks, scribbles, config, seed,
     xs, stats = normalize_intensity(prepared, masks, percentiles=config.percentiles,
                                     hu_window=config.hu_window, seed=seed)
     volumes = [TrainingVolume(x, m, s, sp) for x, m, (s, _), sp in zip(xs, masks, scr, spacings)]
+    if config.mixture_components and not n_scribble and not stats["constant"]:
+        # with scribbles the user's classes anchor the labels instead (docs/method.md)
+        # asking for more labels than the mixture has must give them: fit at least n_clusters
+        k = max(config.mixture_components, config.n_clusters or 0)
+        for v in volumes:
+            v.mixture = fit_intensity_mixture(v.x, v.mask, k, seed=seed)
     if stats["constant"]:
         return None, volumes, stats, None
     start = time.perf_counter()

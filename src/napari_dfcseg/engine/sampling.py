@@ -26,12 +26,16 @@ class TrainingVolume:
     scribbles : (z, y, x) int ndarray or None
         0 = unlabelled, s ≥ 1 = user class s.
     spacing : tuple of 3 floats
+    mixture : tuple of (k, c) means, (k, c) variances, (k,) weights, or None
+        Gaussian mixture of the normalised intensities that anchors the
+        self-labels (:func:`.prior.anchored_target`); None: the paper's argmax.
     """
 
     x: np.ndarray
     mask: np.ndarray | None
     scribbles: np.ndarray | None
     spacing: tuple
+    mixture: tuple | None = None
     bbox: tuple = field(init=False)
     slices: np.ndarray = field(init=False)
     n_voxels: int = field(init=False)

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .device import autocast
+from .device import autocast, training_autocast
 from .inference import check_cancel, recalibrate_batchnorm, region_labels, volume_halo
 from .losses import axis_weights, continuity_loss, scribble_loss, similarity_loss
 from .network import DFCNet, kernel_shape
+from .prior import anchored_target
 from .sampling import evaluation_regions, sample_batch, stack_regions
 
 __all__ = ["TrainingHistory", "train_network", "count_clusters", "network_kernel"]
@@ -70,15 +71,23 @@ def _batch_loss(net, vol, regions, mode, config, weights, halo, device):
     """The paper's loss on one stack of regions; also the cluster ids seen on it.
 
     The input carries a halo of real context, the loss is taken on the
-    regions themselves, so training sees no artificial crop edges.
+    regions themselves, so training sees no artificial crop edges. With a
+    mixture on the volume, the similarity target is anchored to it
+    (:func:`.prior.anchored_target`) instead of the bare argmax.
     """
     x, valid, scr, crop = stack_regions(vol, regions, mode, halo)
     x = torch.from_numpy(x).to(device)
     valid = torch.from_numpy(valid).to(device)
-    with autocast(device):
+    with training_autocast(device, config.precision):
         r = net(x)
     r = r[(slice(None), slice(None)) + tuple(crop)]
-    target = r.argmax(1)
+    seen = r.argmax(1)
+    target = seen
+    if vol.mixture is not None:
+        mixture = tuple(torch.as_tensor(a, dtype=torch.float32, device=device) for a in vol.mixture)
+        with torch.no_grad():
+            target = anchored_target(r.detach(), x[(slice(None), slice(None)) + tuple(crop)],
+                                     mixture, 0, config.mixture_weight)
     if scr is not None:
         scr = torch.from_numpy(scr).to(device)
         unlabelled = valid & (scr == 0)
@@ -87,7 +96,7 @@ def _batch_loss(net, vol, regions, mode, config, weights, halo, device):
     else:
         loss = config.w_similarity * similarity_loss(r, target, valid)
     loss = loss + config.w_continuity * continuity_loss(r, valid, weights)
-    return loss, target[valid].detach()
+    return loss, seen[valid].detach()
 
 
 def network_kernel(volumes, dims, config):

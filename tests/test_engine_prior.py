@@ -1,0 +1,79 @@
+"""The intensity mixture that anchors the self-labels (engine.prior, DFCConfig.mixture_components)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from napari_dfcseg import DFCConfig, InvalidInputError, segment
+from napari_dfcseg.datasets import head_phantom
+from napari_dfcseg.engine.prior import anchored_target, fit_gaussian_mixture, intensity_prior
+
+
+def _three_classes(rng, sd=(0.05, 0.1, 0.05)):
+    parts = [rng.normal(1.0, sd[2], 3000), rng.normal(0.0, sd[0], 2000), rng.normal(0.5, sd[1], 5000)]
+    return np.concatenate(parts)[:, None]
+
+
+def test_mixture_recovers_known_components_in_intensity_order():
+    x = _three_classes(np.random.default_rng(0))
+    means, variances, weights = fit_gaussian_mixture(x, 3)
+    np.testing.assert_allclose(means[:, 0], [0.0, 0.5, 1.0], atol=0.02)
+    np.testing.assert_allclose(np.sqrt(variances[:, 0]), [0.05, 0.1, 0.05], atol=0.01)
+    np.testing.assert_allclose(weights, [0.2, 0.5, 0.3], atol=0.02)
+
+
+def test_tied_mixture_shares_one_variance():
+    x = _three_classes(np.random.default_rng(1), sd=(0.07, 0.07, 0.07))
+    means, variances, weights = fit_gaussian_mixture(x, 3, tied=True)
+    np.testing.assert_allclose(means[:, 0], [0.0, 0.5, 1.0], atol=0.02)
+    assert np.ptp(variances) == 0 and abs(np.sqrt(variances[0, 0]) - 0.07) < 0.01
+    np.testing.assert_allclose(weights, [0.2, 0.5, 0.3], atol=0.02)
+
+
+def test_prior_is_minus_one_outside_the_mask_and_ordered_by_intensity():
+    p = head_phantom(shape=(6, 40, 36), noise=0.05, bias=0.0)
+    x = p.image[np.newaxis].astype(np.float32)
+    prior = intensity_prior(x, p.mask, 3, seed=0)
+    assert prior.shape == p.image.shape and prior.dtype == np.int16
+    assert (prior[~p.mask] == -1).all() and set(np.unique(prior[p.mask])) == {0, 1, 2}
+    means = [p.image[prior == k].mean() for k in range(3)]
+    assert means == sorted(means)
+    # the phantom's tissues differ in intensity only: the mixture finds them
+    agree = np.mean(prior[p.mask] + 1 == p.truth[p.mask])
+    assert agree > 0.9, agree
+
+
+def test_anchored_target_weighs_belief_against_intensity():
+    mixture = (torch.tensor([[0.0], [1.0]]), torch.tensor([[0.01], [0.01]]), torch.tensor([0.5, 0.5]))
+    x = torch.tensor([0.0, 0.45, 1.0]).reshape(1, 1, 3)
+    # the network believes channel 1 (component 0 at first_channel=1) everywhere, mildly
+    r = torch.zeros(1, 4, 3)
+    r[:, 1] = 2.0
+    target = anchored_target(r, x, mixture, 1, 1.0)
+    # clear intensities win; the ambiguous voxel (0.45) follows the belief
+    assert target.tolist() == [[1, 1, 2]]
+    # with no weight on the intensities the target is the belief alone
+    assert anchored_target(r, x, mixture, 1, 0.0).tolist() == [[1, 1, 1]]
+    # a belief strong enough overrules a clear intensity
+    r[:, 1] = 200.0
+    assert anchored_target(r, x, mixture, 1, 1.0).tolist() == [[1, 1, 1]]
+
+
+def test_anchored_training_keeps_every_mixture_class():
+    # the paper's self-training with few channels collapses classes; anchored, the
+    # labels are the mixture's components (channels 0..2), spatially regularised
+    p = head_phantom(shape=(6, 48, 40), noise=0.05, bias=0.1)
+    cfg = dataclasses.replace(DFCConfig.preset("fast"), n_channels=12, max_iter=30, min_labels=1,
+                              lr=0.1, n_clusters=None, mixture_components=3, batch_slices=2)
+    result = segment(p.image, mask=p.mask, config=cfg, seed=0)
+    assert set(np.flatnonzero(result.model.label_of).tolist()) == {0, 1, 2}
+    assert set(np.unique(result.labels[p.mask]).tolist()) == {1, 2, 3}
+
+
+def test_mixture_components_beyond_the_channels_is_a_clear_error():
+    with pytest.raises(InvalidInputError, match="mixture_components"):
+        dataclasses.replace(DFCConfig.preset("default"), mixture_components=64)
+    with pytest.raises(InvalidInputError, match="mixture_weight"):
+        dataclasses.replace(DFCConfig.preset("default"), mixture_weight=-1.0)
