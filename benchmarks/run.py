@@ -62,6 +62,10 @@ def _parse(argv):
                              "by the report) instead of quality.json")
     parser.add_argument("--results", default=None, help="folder of the JSON results")
     parser.add_argument("--docs", default=None, help="folder of benchmarks.md (img/ inside)")
+    parser.add_argument("--figure-downscale", type=int, default=1,
+                        help="figures: keep every n-th pixel of the paper's images (faster)")
+    parser.add_argument("--figure-iter", type=int, default=100,
+                        help="figures: most iterations per image and implementation")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice, all cores)")
     parser.add_argument("--contended", action="store_true",
@@ -145,8 +149,10 @@ def main(argv=None):
 
         print("== figures: the paper's 2D images")
         img = args.docs / "img"
-        summary = paper_images(img / "bench_paper_images.png", max_iter=2 if args.quick else 100,
-                               downscale=4 if args.quick else 1, device=args.device)
+        summary = paper_images(img / "bench_paper_images.png",
+                               max_iter=2 if args.quick else args.figure_iter,
+                               downscale=4 if args.quick else args.figure_downscale,
+                               device=args.device)
         save_results("figures", stamp({"summary": summary}), folder=args.results)
 
     from .report import render

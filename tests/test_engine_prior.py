@@ -8,7 +8,8 @@ import torch
 
 from napari_dfcseg import DFCConfig, InvalidInputError, segment
 from napari_dfcseg.datasets import head_phantom
-from napari_dfcseg.engine.prior import anchored_target, fit_gaussian_mixture, intensity_prior
+from napari_dfcseg.engine.prior import (anchored_target, fit_gaussian_mixture, intensity_prior,
+                                        scribble_mixture)
 
 
 def _three_classes(rng, sd=(0.05, 0.1, 0.05)):
@@ -77,3 +78,22 @@ def test_mixture_components_beyond_the_channels_is_a_clear_error():
         dataclasses.replace(DFCConfig.preset("default"), mixture_components=64)
     with pytest.raises(InvalidInputError, match="mixture_weight"):
         dataclasses.replace(DFCConfig.preset("default"), mixture_weight=-1.0)
+
+
+def test_scribble_mixture_has_one_component_per_class_from_the_scribbled_voxels():
+    from napari_dfcseg.engine.sampling import TrainingVolume
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.5, 0.05, (1, 4, 20, 20)).astype(np.float32)
+    x[0, :, :, 10:] += 0.4  # right half brighter
+    scribbles = np.zeros((4, 20, 20), np.int16)
+    scribbles[1, 5, 2:8] = 1
+    scribbles[2, 12, 12:18] = 2
+    vol = TrainingVolume(x, None, scribbles, (1.0, 1.0, 1.0))
+    means, variances, weights = scribble_mixture([vol])
+    np.testing.assert_allclose(means[:, 0], [0.5, 0.9], atol=0.05)
+    assert np.ptp(variances) == 0 and np.sqrt(variances[0, 0]) < 0.1
+    np.testing.assert_allclose(weights, [0.5, 0.5])
+    # a class id with no scribbled voxel: no mixture (the paper's argmax is used)
+    scribbles[scribbles == 1] = 3
+    assert scribble_mixture([TrainingVolume(x, None, scribbles, (1.0, 1.0, 1.0))]) is None

@@ -156,3 +156,19 @@ def test_add_scribbles_layer_is_empty_on_the_image_with_the_brush_ready(make_nap
     assert layer.mode == "paint" and layer.selected_label == 1
     assert widget.settings.scribbles.value is layer
     assert viewer.layers.selection.active is layer
+
+
+def test_intensity_anchor_control_follows_the_preset_and_turns_the_mixture_off(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = DFCSegWidget(viewer)
+    s = widget.settings
+    s.preset.value = "default"
+    assert s.anchor.value == pytest.approx(0.5)
+    cfg = s.config()
+    assert cfg.mixture_components == 3 and cfg.mixture_weight == pytest.approx(0.5)
+    s.anchor.value = 0.0
+    assert s.config().mixture_components is None
+    s.preset.value = "paper"  # the published method: no anchoring
+    assert s.anchor.value == 0.0 and s.config().mixture_components is None
+    s.anchor.value = 2.0
+    assert s.config().mixture_components == 3 and s.config().mixture_weight == pytest.approx(2.0)

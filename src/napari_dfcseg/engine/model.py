@@ -27,7 +27,7 @@ from .normalize import (apply_normalization, normalize_intensity, prepare_image,
                         prepare_scribbles, prepare_spacing)
 from .postprocess import (apply_label_map, cluster_label_map, remove_small_islands,
                           split_by_scribbles)
-from .prior import fit_intensity_mixture
+from .prior import fit_intensity_mixture, scribble_mixture
 from .sampling import TrainingVolume
 from .training import train_network
 
@@ -204,12 +204,8 @@ def fit(images, *, mode, spacings, channel_axis, masks, scribbles, config, seed,
     xs, stats = normalize_intensity(prepared, masks, percentiles=config.percentiles,
                                     hu_window=config.hu_window, seed=seed)
     volumes = [TrainingVolume(x, m, s, sp) for x, m, (s, _), sp in zip(xs, masks, scr, spacings)]
-    if config.mixture_components and not n_scribble and not stats["constant"]:
-        # with scribbles the user's classes anchor the labels instead (docs/method.md)
-        # asking for more labels than the mixture has must give them: fit at least n_clusters
-        k = max(config.mixture_components, config.n_clusters or 0)
-        for v in volumes:
-            v.mixture = fit_intensity_mixture(v.x, v.mask, k, seed=seed)
+    if config.mixture_components and not stats["constant"]:
+        _anchor(volumes, config, n_scribble, seed)
     if stats["constant"]:
         return None, volumes, stats, None
     start = time.perf_counter()
@@ -238,6 +234,25 @@ def fit(images, *, mode, spacings, channel_axis, masks, scribbles, config, seed,
                            "stopped_by": history.stopped_by,
                            "train_seconds": time.perf_counter() - start, "device": str(dev)})
     return model, volumes, stats, raws
+
+
+def _anchor(volumes, config, n_scribble, seed):
+    """Give the training volumes the intensity mixture that anchors their self-labels.
+
+    Without scribbles: a mixture fitted to each volume (at least ``n_clusters``
+    components, so asking for more labels gives them). With scribbles that
+    cover the requested labels (``n_clusters`` unset or ≤ the scribbled
+    classes): one component per scribbled class, from the scribbled voxels.
+    Otherwise (fewer scribbled classes than labels asked for) the paper's argmax.
+    """
+    if not n_scribble:
+        k = max(config.mixture_components, config.n_clusters or 0)
+        for v in volumes:
+            v.mixture = fit_intensity_mixture(v.x, v.mask, k, seed=seed)
+    elif config.n_clusters is None or config.n_clusters <= n_scribble:
+        mixture = scribble_mixture(volumes)
+        for v in volumes:
+            v.mixture = mixture
 
 
 def _label_means(label_of, counts, feature_sum):

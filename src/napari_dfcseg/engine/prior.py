@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_gaussian_mixture", "fit_intensity_mixture", "intensity_prior", "anchored_target"]
+__all__ = ["fit_gaussian_mixture", "fit_intensity_mixture", "scribble_mixture", "intensity_prior",
+           "anchored_target"]
 
 _MAX_SAMPLES = 200_000
 
@@ -122,6 +123,42 @@ def fit_intensity_mixture(x, mask, n_components, *, seed=0, tied=True):
     rng = np.random.default_rng(seed)
     pick = inside if inside.size <= _MAX_SAMPLES else rng.choice(inside, _MAX_SAMPLES, replace=False)
     return fit_gaussian_mixture(flat[:, pick].T, n_components, tied=tied)
+
+
+def scribble_mixture(volumes):
+    """Tied Gaussian mixture with one component per scribbled class, from the scribbled voxels.
+
+    With scribbles the user's classes anchor the self-labels: component
+    ``s - 1`` has the mean intensity of the voxels scribbled ``s`` (over all
+    ``volumes``, objects with ``x`` (c, z, y, x) and ``scribbles``), all
+    share the pooled within-class variance, weights are equal.
+
+    Returns
+    -------
+    (means, variances, weights) or None
+        None when a class id between 1 and the largest has no scribbled voxel.
+    """
+    n_classes = max(int(v.scribbles.max()) if v.scribbles is not None else 0 for v in volumes)
+    if n_classes == 0:
+        return None
+    counts = np.zeros(n_classes)
+    channels = volumes[0].x.shape[0]
+    sums = np.zeros((n_classes, channels))
+    squares = np.zeros((n_classes, channels))
+    for v in volumes:
+        if v.scribbles is None:
+            continue
+        for s in range(1, n_classes + 1):
+            values = v.x[:, v.scribbles == s].astype(np.float64)
+            counts[s - 1] += values.shape[1]
+            sums[s - 1] += values.sum(1)
+            squares[s - 1] += (values ** 2).sum(1)
+    if (counts == 0).any():
+        return None
+    means = sums / counts[:, None]
+    within = (squares - counts[:, None] * means ** 2).sum(0) / counts.sum()
+    var = np.maximum(within, 1e-4)
+    return means, np.broadcast_to(var, means.shape).copy(), np.full(n_classes, 1.0 / n_classes)
 
 
 def intensity_prior(x, mask, n_components, *, seed=0, tied=True):

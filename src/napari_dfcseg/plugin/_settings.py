@@ -92,12 +92,17 @@ class RunSettings(QWidget):
                                   tooltip="Merge the clusters down to this many labels at the end")
         self.w_continuity = FloatSpinBox(label="Continuity weight", min=0.0, max=100.0, step=0.1)
         self.w_scribble = FloatSpinBox(label="Scribble weight", min=0.0, max=100.0, step=0.1)
+        self.anchor = FloatSpinBox(
+            label="Intensity anchor", min=0.0, max=100.0, step=0.1,
+            tooltip="Weight of the intensity mixture in the self-labels; keeps thin classes "
+            "such as CSF (0 = off: the paper's argmax)")
         self.min_size = SpinBox(label="Min island (voxels)", min=0, max=10_000_000)
         self.seed = SpinBox(label="Seed", min=0, max=2**31 - 1, value=0)
         self.device = ComboBox(label="Device", choices=list(DEVICES), value="auto")
         self._advanced = Container(
             widgets=[self.n_channels, self.n_conv, self.max_iter, self.min_labels,
-                     self.n_clusters, self.w_continuity, self.w_scribble, self.min_size,
+                     self.n_clusters, self.w_continuity, self.w_scribble, self.anchor,
+                     self.min_size,
                      self.seed, self.device]
         )
         self.advanced = QCollapsible("Advanced")
@@ -126,11 +131,18 @@ class RunSettings(QWidget):
         for widget_name, field in _CONFIG_FIELDS.items():
             value = getattr(cfg, field)
             getattr(self, widget_name).value = 0 if value is None else value
+        self.anchor.value = cfg.mixture_weight if cfg.mixture_components else 0.0
 
     def config(self):
         """The :class:`DFCConfig` of the preset with the advanced fields applied."""
         changes = {field: getattr(self, name).value for name, field in _CONFIG_FIELDS.items()}
         changes["n_clusters"] = changes["n_clusters"] or None
+        preset = DFCConfig.preset(self.preset.value)
+        if self.anchor.value > 0:
+            changes["mixture_components"] = preset.mixture_components or 3
+            changes["mixture_weight"] = self.anchor.value
+        else:
+            changes["mixture_components"] = None
         return dataclasses.replace(DFCConfig.preset(self.preset.value), **changes)
 
     def engine_mode(self):
