@@ -411,3 +411,22 @@ def test_demo_writes_phantom_labels_and_overview(tmp_path):
     np.testing.assert_allclose(labels.affine, image.affine, atol=1e-5)
     np.testing.assert_allclose(nib.affines.voxel_sizes(image.affine), (1.0, 1.0, 2.5))
     assert not list(outdir.glob(".partial-*"))
+
+
+@pytest.mark.parametrize("anchor, components, weight", [("0", None, None), ("1.5", 3, 1.5)])
+def test_anchor_option_sets_the_intensity_mixture(small_scan, tmp_path, anchor, components, weight):
+    out, model = tmp_path / "labels.nii.gz", tmp_path / "model.pt"
+    result = run_cli("segment", small_scan, out, *QUICK, "--anchor", anchor, "--save-model", model)
+    assert result.returncode == 0, result.stderr
+    from napari_dfcseg import load_model
+
+    config = load_model(model).config
+    assert config.mixture_components == components
+    if weight is not None:
+        assert config.mixture_weight == weight
+
+
+def test_negative_anchor_is_a_usage_error(small_scan, tmp_path):
+    result = run_cli("segment", small_scan, tmp_path / "l.nii.gz", "--anchor", "-1")
+    assert result.returncode == 2 and "--anchor" in result.stderr
+    assert not (tmp_path / "l.nii.gz").exists()

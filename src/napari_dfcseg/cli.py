@@ -69,7 +69,10 @@ def _add_engine_options(p, *, scribbles=True):
     p.add_argument("--min-labels", type=_positive_int, default=None, metavar="K",
                    help="stop once the number of labels falls to K")
     p.add_argument("--n-clusters", type=_positive_int, default=None, metavar="K",
-                   help="number of feature channels = most labels possible")
+                   help="merge the clusters down to K labels at the end")
+    p.add_argument("--anchor", type=_non_negative_float, default=None, metavar="W",
+                   help="weight of the intensity mixture in the self-labels (keeps thin "
+                        "classes such as CSF; 0 = off, the paper's argmax; default: the preset's)")
     p.add_argument("--min-size", type=_non_negative_int, default=None, metavar="N",
                    help="merge connected regions smaller than N voxels into a neighbour")
     _add_run_options(p)
@@ -101,6 +104,16 @@ def _non_negative_int(text):
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
@@ -339,6 +352,11 @@ def _config(args):
         "min_size": getattr(args, "min_size", None),
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    anchor = getattr(args, "anchor", None)
+    if anchor is not None:
+        overrides["mixture_components"] = (config.mixture_components or 3) if anchor > 0 else None
+        if anchor > 0:
+            overrides["mixture_weight"] = anchor
     return dataclasses.replace(config, **overrides) if overrides else config
 
 

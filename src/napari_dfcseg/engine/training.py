@@ -95,7 +95,9 @@ def _batch_loss(net, vol, regions, mode, config, weights, halo, device):
                 + config.w_scribble * scribble_loss(r, scr, valid))
     else:
         loss = config.w_similarity * similarity_loss(r, target, valid)
-    loss = loss + config.w_continuity * continuity_loss(r, valid, weights)
+    w_con = config.w_continuity if mode == "2d" or config.w_continuity_3d is None \
+        else config.w_continuity_3d
+    loss = loss + w_con * continuity_loss(r, valid, weights)
     return loss, seen[valid].detach()
 
 

@@ -28,6 +28,7 @@ _CONFIG_FIELDS = {
     "min_labels": "min_labels",
     "n_clusters": "n_clusters",
     "w_continuity": "w_continuity",
+    "w_continuity_3d": "w_continuity_3d",
     "w_scribble": "w_scribble",
     "min_size": "min_size",
 }
@@ -90,7 +91,10 @@ class RunSettings(QWidget):
                                   tooltip="Stop once the run shows this many labels or fewer")
         self.n_clusters = SpinBox(label="Clusters (0 = auto)", min=0, max=512,
                                   tooltip="Merge the clusters down to this many labels at the end")
-        self.w_continuity = FloatSpinBox(label="Continuity weight", min=0.0, max=100.0, step=0.1)
+        self.w_continuity = FloatSpinBox(label="Continuity weight", min=0.0, max=100.0, step=0.05,
+                                         tooltip="Weight of the neighbour agreement term (2D mode)")
+        self.w_continuity_3d = FloatSpinBox(label="Continuity weight 3D", min=0.0, max=100.0,
+                                            step=0.05, tooltip="The same in 3D mode")
         self.w_scribble = FloatSpinBox(label="Scribble weight", min=0.0, max=100.0, step=0.1)
         self.anchor = FloatSpinBox(
             label="Intensity anchor", min=0.0, max=100.0, step=0.1,
@@ -101,7 +105,8 @@ class RunSettings(QWidget):
         self.device = ComboBox(label="Device", choices=list(DEVICES), value="auto")
         self._advanced = Container(
             widgets=[self.n_channels, self.n_conv, self.max_iter, self.min_labels,
-                     self.n_clusters, self.w_continuity, self.w_scribble, self.anchor,
+                     self.n_clusters, self.w_continuity, self.w_continuity_3d,
+                     self.w_scribble, self.anchor,
                      self.min_size,
                      self.seed, self.device]
         )
@@ -130,6 +135,8 @@ class RunSettings(QWidget):
         cfg = DFCConfig.preset(name)
         for widget_name, field in _CONFIG_FIELDS.items():
             value = getattr(cfg, field)
+            if field == "w_continuity_3d" and value is None:
+                value = cfg.w_continuity
             getattr(self, widget_name).value = 0 if value is None else value
         self.anchor.value = cfg.mixture_weight if cfg.mixture_components else 0.0
 
