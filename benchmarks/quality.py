@@ -96,8 +96,8 @@ def _line(r):
 
 
 def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), presets=PRESETS,
-                modes=MODES, scribble_slices=(1, 3), grid=True, phantoms=True, log=print,
-                checkpoint=None, overrides=None):
+                modes=MODES, scribble_slices=(1, 3), grid=True, phantoms=True, reference=True,
+                log=print, checkpoint=None, overrides=None):
     """The quality suite; returns ``{"records": [...], "settings": {...}}``.
 
     Full: every baseline and every engine variant (``presets`` × ``modes`` ×
@@ -121,15 +121,17 @@ def run_quality(*, quick=False, device="cpu", engine=True, seeds=(0, 1, 2), pres
         if checkpoint is not None:
             checkpoint(settings, records + engine_so_far)
 
-    noise, bias = MNI_REFERENCE
-    log(f"MNI reference point: noise {noise:.0%}, bias {bias:.0%}")
-    reference = mni_case(noise, bias, crop=crop)
-    records += baseline_records(reference, log=log)
-    if engine:
-        records += engine_records(reference, presets=presets, modes=modes, seeds=seeds,
-                                  scribble_slices=scribble_slices, max_iter=max_iter, quick=quick,
-                                  device=device, log=log, checkpoint=save, overrides=overrides)
-    del reference
+    if reference:
+        noise, bias = MNI_REFERENCE
+        log(f"MNI reference point: noise {noise:.0%}, bias {bias:.0%}")
+        case = mni_case(noise, bias, crop=crop)
+        records += baseline_records(case, log=log)
+        if engine:
+            records += engine_records(case, presets=presets, modes=modes, seeds=seeds,
+                                      scribble_slices=scribble_slices, max_iter=max_iter,
+                                      quick=quick, device=device, log=log, checkpoint=save,
+                                      overrides=overrides)
+        del case
 
     if grid:
         points = [(n, b) for n in MNI_NOISE for b in MNI_BIAS if (n, b) != MNI_REFERENCE]

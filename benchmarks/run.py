@@ -57,6 +57,8 @@ def _parse(argv):
                              "(repeatable; VALUE is a Python literal), e.g. n_clusters=3")
     parser.add_argument("--no-grid", action="store_true", help="quality: skip the MNI grid")
     parser.add_argument("--no-phantoms", action="store_true", help="quality: skip the phantoms")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="quality: skip the MNI reference point (baselines and engine)")
     parser.add_argument("--tag", default=None,
                         help="quality: write quality-TAG.json (merged with the others "
                              "by the report) instead of quality.json")
@@ -119,7 +121,8 @@ def main(argv=None):
             presets=_items(args.presets), modes=_items(args.modes),
             seeds=tuple(int(s) for s in _items(args.seeds)),
             scribble_slices=tuple(int(n) for n in _items(args.scribble_slices)),
-            grid=not args.no_grid, phantoms=not args.no_phantoms, checkpoint=checkpoint,
+            grid=not args.no_grid, phantoms=not args.no_phantoms,
+            reference=not args.no_reference, checkpoint=checkpoint,
             overrides=_overrides(args.override))
         save_results(name, stamp(payload), folder=args.results)
     if "speed" in args.parts:

@@ -163,9 +163,9 @@ def test_intensity_anchor_control_follows_the_preset_and_turns_the_mixture_off(m
     widget = DFCSegWidget(viewer)
     s = widget.settings
     s.preset.value = "default"
-    assert s.anchor.value == pytest.approx(0.5)
+    assert s.anchor.value == pytest.approx(1.0)
     cfg = s.config()
-    assert cfg.mixture_components == 3 and cfg.mixture_weight == pytest.approx(0.5)
+    assert cfg.mixture_components == 3 and cfg.mixture_weight == pytest.approx(1.0)
     s.anchor.value = 0.0
     assert s.config().mixture_components is None
     s.preset.value = "paper"  # the published method: no anchoring
