@@ -98,3 +98,15 @@ def test_thick_axes_get_one_voxel_kernels():
     assert net.halo == (0, 2, 2) and net.convs[0].weight.shape[2:] == (1, 3, 3)
     with pytest.raises(InvalidInputError, match="thick_slice_ratio"):
         DFCConfig(thick_slice_ratio=0.5)
+
+
+def test_continuity_weight_per_mode_and_anchor_helpers():
+    default, paper = DFCConfig.preset("default"), DFCConfig.preset("paper")
+    assert default.continuity_weight("2d") == default.w_continuity == 1.0
+    assert default.continuity_weight("3d") == 0.25
+    assert paper.continuity_weight("3d") == paper.w_continuity  # unset: the 2D weight
+    assert default.anchor_weight == 1.0 and paper.anchor_weight == 0.0
+    off = default.with_anchor(0.0)
+    assert off.mixture_components is None and off.anchor_weight == 0.0
+    on = paper.with_anchor(2.0)
+    assert on.mixture_components == 3 and on.anchor_weight == 2.0

@@ -49,17 +49,19 @@ def test_prior_is_minus_one_outside_the_mask_and_ordered_by_intensity():
 def test_anchored_target_weighs_belief_against_intensity():
     mixture = (torch.tensor([[0.0], [1.0]]), torch.tensor([[0.01], [0.01]]), torch.tensor([0.5, 0.5]))
     x = torch.tensor([0.0, 0.45, 1.0]).reshape(1, 1, 3)
-    # the network believes channel 1 (component 0 at first_channel=1) everywhere, mildly
+    # the network believes channel 0 (component 0) everywhere, mildly; channels
+    # beyond the mixture's (2, 3) are never targets
     r = torch.zeros(1, 4, 3)
-    r[:, 1] = 2.0
-    target = anchored_target(r, x, mixture, 1, 1.0)
+    r[:, 0] = 2.0
+    r[:, 3] = 5.0
+    target = anchored_target(r, x, mixture, 1.0)
     # clear intensities win; the ambiguous voxel (0.45) follows the belief
-    assert target.tolist() == [[1, 1, 2]]
+    assert target.tolist() == [[0, 0, 1]]
     # with no weight on the intensities the target is the belief alone
-    assert anchored_target(r, x, mixture, 1, 0.0).tolist() == [[1, 1, 1]]
+    assert anchored_target(r, x, mixture, 0.0).tolist() == [[0, 0, 0]]
     # a belief strong enough overrules a clear intensity
-    r[:, 1] = 200.0
-    assert anchored_target(r, x, mixture, 1, 1.0).tolist() == [[1, 1, 1]]
+    r[:, 0] = 200.0
+    assert anchored_target(r, x, mixture, 1.0).tolist() == [[0, 0, 0]]
 
 
 def test_anchored_training_keeps_every_mixture_class():

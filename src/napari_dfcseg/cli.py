@@ -352,12 +352,10 @@ def _config(args):
         "min_size": getattr(args, "min_size", None),
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
     anchor = getattr(args, "anchor", None)
-    if anchor is not None:
-        overrides["mixture_components"] = (config.mixture_components or 3) if anchor > 0 else None
-        if anchor > 0:
-            overrides["mixture_weight"] = anchor
-    return dataclasses.replace(config, **overrides) if overrides else config
+    return config if anchor is None else config.with_anchor(anchor)
 
 
 def _write(output, labels, like, names=None):

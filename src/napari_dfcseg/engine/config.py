@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 from ..errors import InvalidInputError
 
-__all__ = ["DFCConfig", "PRESETS", "resolve_config"]
+__all__ = ["DFCConfig", "PRESETS", "PRECISIONS", "resolve_config"]
+
+#: values of ``DFCConfig.precision``
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,9 @@ class DFCConfig:
         smooths away thin structures at the 2D weight (measured on MNI152,
         docs/method.md).
     mixture_components : int or None
-        If set (and the run has no scribbles), the self-labels are anchored
-        to a Gaussian mixture of this many components fitted to the
-        normalised intensities: each voxel's target is the component that
+        If set, the self-labels are anchored to a Gaussian mixture of this
+        many components fitted to the normalised intensities (with scribbles
+        covering the requested labels: one component per scribbled class): each voxel's target is the component that
         maximises the network's log-probability plus ``mixture_weight`` times
         the component's log-likelihood of the voxel's intensity, instead of
         the bare argmax (:func:`napari_dfcseg.engine.prior.anchored_target`).
@@ -156,6 +159,27 @@ class DFCConfig:
                 f"unknown config preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}"
             ) from None
 
+    def continuity_weight(self, mode: str) -> float:
+        """The continuity weight of ``mode`` (``w_continuity_3d`` in 3D when set)."""
+        if mode == "3d" and self.w_continuity_3d is not None:
+            return self.w_continuity_3d
+        return self.w_continuity
+
+    @property
+    def anchor_weight(self) -> float:
+        """Weight of the intensity mixture in the self-labels; 0 when not anchored."""
+        return self.mixture_weight if self.mixture_components else 0.0
+
+    def with_anchor(self, weight: float) -> "DFCConfig":
+        """This config anchored with ``weight`` (0: the paper's argmax).
+
+        Keeps the config's component count, 3 if it had none.
+        """
+        if weight > 0:
+            return dataclasses.replace(self, mixture_components=self.mixture_components or 3,
+                                       mixture_weight=weight)
+        return dataclasses.replace(self, mixture_components=None)
+
     def to_dict(self) -> dict:
         """Plain-type dictionary (tuples as lists): safe to store in a model file."""
         return {
@@ -202,8 +226,8 @@ def _validate(cfg: DFCConfig) -> None:
         bad("mixture_components", f"must be None or between 1 and n_channels ({cfg.n_channels})")
     if cfg.n_clusters is not None and not (1 <= cfg.n_clusters <= cfg.n_channels):
         bad("n_clusters", f"must be None or between 1 and n_channels ({cfg.n_channels})")
-    if cfg.precision not in ("auto", "float32", "bfloat16"):
-        bad("precision", "must be 'auto', 'float32' or 'bfloat16'")
+    if cfg.precision not in PRECISIONS:
+        bad("precision", f"must be one of {', '.join(map(repr, PRECISIONS))}")
     if cfg.stop_rule not in ("batch", "eval"):
         bad("stop_rule", "must be 'batch' or 'eval'")
     if len(cfg.patch_size) != 3 or min(cfg.patch_size) < 1:

@@ -12,8 +12,6 @@ from ..errors import InvalidInputError
 __all__ = ["resolve_device", "autocast", "training_autocast", "cpu_has_native_bf16",
            "reproducible"]
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-
 
 def resolve_device(device="auto") -> torch.device:
     """``"auto"`` → CUDA if available, else Apple MPS, else CPU; or the named device."""

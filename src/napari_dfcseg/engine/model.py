@@ -204,10 +204,10 @@ def fit(images, *, mode, spacings, channel_axis, masks, scribbles, config, seed,
     xs, stats = normalize_intensity(prepared, masks, percentiles=config.percentiles,
                                     hu_window=config.hu_window, seed=seed)
     volumes = [TrainingVolume(x, m, s, sp) for x, m, (s, _), sp in zip(xs, masks, scr, spacings)]
-    if config.mixture_components and not stats["constant"]:
-        _anchor(volumes, config, n_scribble, seed)
     if stats["constant"]:
         return None, volumes, stats, None
+    if config.mixture_components:
+        _anchor(volumes, config, n_scribble, seed)
     start = time.perf_counter()
     with reproducible(seed, dev):
         net, history, _ = train_network(volumes, mode=mode, config=config,

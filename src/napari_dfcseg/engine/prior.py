@@ -98,6 +98,13 @@ def _log_joint(x, means, variances, weights):
             - 0.5 * (d * d / variances[None]).sum(2))
 
 
+def _flat_inside(x, mask):
+    """(c, n) view of ``x`` and the flat indices of the voxels inside ``mask`` (all if None)."""
+    flat = x.reshape(x.shape[0], -1)
+    inside = np.flatnonzero(mask.ravel()) if mask is not None else np.arange(flat.shape[1])
+    return flat, inside
+
+
 def fit_intensity_mixture(x, mask, n_components, *, seed=0, tied=True):
     """Gaussian mixture of a volume's normalised intensities inside ``mask``.
 
@@ -117,9 +124,7 @@ def fit_intensity_mixture(x, mask, n_components, *, seed=0, tied=True):
     weights : (k,) ndarray
         Components in order of mean intensity of channel 0.
     """
-    c = x.shape[0]
-    flat = x.reshape(c, -1)
-    inside = np.flatnonzero(mask.ravel()) if mask is not None else np.arange(flat.shape[1])
+    flat, inside = _flat_inside(x, mask)
     rng = np.random.default_rng(seed)
     pick = inside if inside.size <= _MAX_SAMPLES else rng.choice(inside, _MAX_SAMPLES, replace=False)
     return fit_gaussian_mixture(flat[:, pick].T, n_components, tied=tied)
@@ -168,21 +173,20 @@ def intensity_prior(x, mask, n_components, *, seed=0, tied=True):
     belief is nearly uniform at first); a reference point for benchmarks.
     """
     means, variances, weights = fit_intensity_mixture(x, mask, n_components, seed=seed, tied=tied)
-    c = x.shape[0]
-    flat = x.reshape(c, -1)
+    flat, inside = _flat_inside(x, mask)
     out = np.full(flat.shape[1], -1, dtype=np.int16)
-    inside = np.flatnonzero(mask.ravel()) if mask is not None else np.arange(flat.shape[1])
     for start in range(0, inside.size, 1_000_000):  # bounded memory on big volumes
         idx = inside[start:start + 1_000_000]
         out[idx] = _log_joint(flat[:, idx].T.astype(np.float64), means, variances, weights).argmax(1)
     return out.reshape(x.shape[1:])
 
 
-def anchored_target(r, x, mixture, first_channel, weight):
+def anchored_target(r, x, mixture, weight):
     """Self-labels anchored to the intensity mixture: the engine's similarity target.
 
-    ``argmax_k [log softmax(r)_(first_channel + k) + weight · log(π_k N(x; μ_k, σ_k²))]``
-    over the mixture's k components: the network's belief (a spatial prior,
+    ``argmax_k [log softmax(r)_k + weight · log(π_k N(x; μ_k, σ_k²))]``
+    over the mixture's k components (response channels 0..k-1; with
+    scribbles, component s - 1 is scribbled class s): the network's belief (a spatial prior,
     learnt from the neighbourhood) combined with the intensity likelihood of
     the voxel, as in the E-step of a mixture model with a learnt prior. The
     paper's target is the first term alone over all channels; there a class
@@ -197,8 +201,6 @@ def anchored_target(r, x, mixture, first_channel, weight):
     x : (B, c, ...) tensor
         Normalised intensities on the same region.
     mixture : tuple of (k, c) means, (k, c) variances, (k,) weights (tensors)
-    first_channel : int
-        Response channel of component 0 (after the scribbled classes).
     weight : float
 
     Returns
@@ -214,5 +216,5 @@ def anchored_target(r, x, mixture, first_channel, weight):
     var = variances.reshape(shape)
     loglik = (torch.log(weights).reshape((1, k) + (1,) * (x.ndim - 2))
               - 0.5 * (torch.log(2 * torch.pi * var) + d * d / var).sum(2))
-    belief = torch.log_softmax(r.float(), 1)[:, first_channel:first_channel + k]
-    return (belief + weight * loglik).argmax(1) + first_channel
+    belief = torch.log_softmax(r.float(), 1)[:, :k]
+    return (belief + weight * loglik).argmax(1)

@@ -87,7 +87,7 @@ def _batch_loss(net, vol, regions, mode, config, weights, halo, device):
         mixture = tuple(torch.as_tensor(a, dtype=torch.float32, device=device) for a in vol.mixture)
         with torch.no_grad():
             target = anchored_target(r.detach(), x[(slice(None), slice(None)) + tuple(crop)],
-                                     mixture, 0, config.mixture_weight)
+                                     mixture, config.mixture_weight)
     if scr is not None:
         scr = torch.from_numpy(scr).to(device)
         unlabelled = valid & (scr == 0)
@@ -95,9 +95,7 @@ def _batch_loss(net, vol, regions, mode, config, weights, halo, device):
                 + config.w_scribble * scribble_loss(r, scr, valid))
     else:
         loss = config.w_similarity * similarity_loss(r, target, valid)
-    w_con = config.w_continuity if mode == "2d" or config.w_continuity_3d is None \
-        else config.w_continuity_3d
-    loss = loss + w_con * continuity_loss(r, valid, weights)
+    loss = loss + config.continuity_weight(mode) * continuity_loss(r, valid, weights)
     return loss, seen[valid].detach()
 
 

@@ -135,22 +135,16 @@ class RunSettings(QWidget):
         cfg = DFCConfig.preset(name)
         for widget_name, field in _CONFIG_FIELDS.items():
             value = getattr(cfg, field)
-            if field == "w_continuity_3d" and value is None:
-                value = cfg.w_continuity
             getattr(self, widget_name).value = 0 if value is None else value
-        self.anchor.value = cfg.mixture_weight if cfg.mixture_components else 0.0
+        self.w_continuity_3d.value = cfg.continuity_weight("3d")
+        self.anchor.value = cfg.anchor_weight
 
     def config(self):
         """The :class:`DFCConfig` of the preset with the advanced fields applied."""
         changes = {field: getattr(self, name).value for name, field in _CONFIG_FIELDS.items()}
         changes["n_clusters"] = changes["n_clusters"] or None
-        preset = DFCConfig.preset(self.preset.value)
-        if self.anchor.value > 0:
-            changes["mixture_components"] = preset.mixture_components or 3
-            changes["mixture_weight"] = self.anchor.value
-        else:
-            changes["mixture_components"] = None
-        return dataclasses.replace(DFCConfig.preset(self.preset.value), **changes)
+        return dataclasses.replace(DFCConfig.preset(self.preset.value), **changes) \
+            .with_anchor(self.anchor.value)
 
     def engine_mode(self):
         """``"2d"`` or ``"3d"``."""
