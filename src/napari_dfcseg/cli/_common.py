@@ -1,0 +1,152 @@
+"""What every ``dfcseg`` sub-command shares: the one-line parser, argument types,
+the progress bar, Ctrl-C handling and the one-line error report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from contextlib import contextmanager
+
+from ..errors import Cancelled
+
+#: exit status of a run the user stopped (128 + SIGINT, as a shell reports it)
+EXIT_CANCELLED = 130
+#: exit status of bad input or usage (argparse's own convention)
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is the one line ``dfcseg: error: ...``."""
+
+    def error(self, message):
+        hint = f" (see '{self.prog} --help')"
+        raise UsageError(f"{message}{hint}")
+
+
+class UsageError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def positive_int(text):
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+# --------------------------------------------------------------------------- output
+
+
+def say(args, message):
+    """A summary line on stdout, unless --quiet."""
+    if not getattr(args, "quiet", False):
+        print(message, flush=True)
+
+
+def error(message):
+    """Print ``dfcseg: error: MESSAGE`` as one line on stderr; return the usage exit status."""
+    text = " ".join(str(message).split()) or "failed"
+    print(f"dfcseg: error: {text}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+class Progress:
+    """The engine's ``progress(i, n, info)`` callback, drawn as a tqdm bar on stderr.
+
+    The bar is shown only when stderr is a terminal and ``--quiet`` was not
+    given, so that logs and pipes get no control characters.
+    """
+
+    def __init__(self, enabled, desc):
+        self.enabled = enabled
+        self.desc = desc
+        self.bar = None
+
+    def __call__(self, i, n, info=None):
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=n, desc=self.desc, unit="it", file=sys.stderr, leave=False,
+                            ncols=_terminal_columns())
+        if n and self.bar.total != n:
+            self.bar.total = n
+        self.bar.n = i
+        if isinstance(info, dict):
+            shown = {k: v for k, v in info.items() if isinstance(v, (int, float, str))}
+            self.bar.set_postfix(shown, refresh=False)
+        self.bar.refresh()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _terminal_columns():
+    """stderr's width; a terminal that reports 0 columns (some ptys) gets 100."""
+    try:
+        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        columns = 0
+    return columns or 100
+
+
+def progress_for(args, desc):
+    """A :class:`Progress` bar, enabled when stderr is a terminal and not ``--quiet``."""
+    return Progress(sys.stderr.isatty() and not getattr(args, "quiet", False), desc)
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+@contextmanager
+def sigint_cancels(event):
+    """While inside, the first Ctrl-C sets ``event`` (the engine then stops at its
+    next iteration and raises Cancelled); a second one interrupts at once."""
+
+    def handler(signum, frame):
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (e.g. main() called from a worker)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def check_cancel(event):
+    if event.is_set():
+        raise Cancelled("interrupted")

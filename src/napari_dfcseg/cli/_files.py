@@ -1,0 +1,120 @@
+"""Reading the command line's inputs and writing its outputs, with the argument's
+name in every error message."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import DFCError, InvalidInputError
+
+LABEL_SUFFIXES = (".nii", ".nii.gz")
+MODEL_SUFFIXES = (".pt", ".pth")
+
+
+def check_output(output, inputs, *, overwrite, suffixes=LABEL_SUFFIXES, what="OUTPUT"):
+    """Refuse an output that would overwrite an input or any existing file."""
+    from ..io import is_label_volume, is_same_file
+
+    out = Path(output)
+    if not str(out.name).lower().endswith(suffixes):
+        raise InvalidInputError(f"{what} {output}: must end with {' or '.join(suffixes)}")
+    for path in inputs:
+        if path is not None and is_same_file(out, path):
+            raise InvalidInputError(f"{what} {output} is the input {path}: refusing to overwrite a scan")
+    if out.is_dir():
+        raise InvalidInputError(f"{what} {output} is a folder")
+    if out.exists() and not overwrite:
+        raise InvalidInputError(f"{what} {output} exists: pass --overwrite to replace it")
+    if out.exists() and suffixes == LABEL_SUFFIXES and not is_label_volume(out):
+        # write_labels refuses it too, but only after the run: say so before the minutes of work
+        raise InvalidInputError(f"{what} {output} exists and is not a label volume: refusing to"
+                                " overwrite it")
+    if not out.parent.exists() and str(out.parent) != "":
+        raise InvalidInputError(f"{what} {output}: folder {out.parent} does not exist")
+
+
+def quiet_itk():
+    """ITK prints warnings (e.g. 'No Series were found') straight to stderr: keep it to one line."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)
+
+
+def read(path, *, series=None, what="INPUT"):
+    """read_volume with the argument's name in the message of plain OS errors."""
+    from ..io import read_volume
+
+    quiet_itk()
+    if not os.path.exists(path):
+        raise InvalidInputError(f"{what} {path}: no such file or folder")
+    try:
+        return read_volume(path, series=series)
+    except DFCError:
+        raise
+    except (OSError, ValueError, RuntimeError, EOFError) as exc:
+        # a reader library's own error (SimpleITK raises RuntimeError): name the file
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InvalidInputError(f"{what} {path}: cannot read it ({first_line})") from None
+
+
+def read_on_grid(path, shape, *, what):
+    """A mask/scribble/channel volume that must have the scan's spatial shape."""
+    import numpy as np
+
+    vol = read(path, what=what)
+    array = np.asarray(vol.array)
+    if array.shape[:3] != tuple(shape):
+        raise InvalidInputError(
+            f"{what} {path}: shape {array.shape[:3]} does not match INPUT shape {tuple(shape)}"
+        )
+    return array
+
+
+def load_image(args, path, *, mask_path=None):
+    """The scan, its extra channels and mask: (volume, image, channel_axis, mask)."""
+    import numpy as np
+
+    volume = read(path, series=getattr(args, "series", None))
+    image = np.asarray(volume.array)
+    spatial = image.shape[:3]
+    channel_axis = -1 if image.ndim == 4 else None
+    if args.channel:
+        extra = [read_on_grid(p, spatial, what="--channel") for p in args.channel]
+        parts = [image if image.ndim == 4 else image[..., None]]
+        parts += [e if e.ndim == 4 else e[..., None] for e in extra]
+        image = np.concatenate([p.astype(np.float32, copy=False) for p in parts], axis=-1)
+        channel_axis = -1
+    mask = None
+    if mask_path is not None:
+        mask = read_on_grid(mask_path, spatial, what="--mask")
+        mask = (mask[..., 0] if mask.ndim == 4 else mask) > 0
+    return volume, image, channel_axis, mask
+
+
+def write(output, labels, like, names=None):
+    from ..io import write_labels
+
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    return write_labels(output, labels, like=like, names=names)
+
+
+def save_model(model, path):
+    """model.save to a temporary file beside ``path``, renamed at the end."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}{''.join(target.suffixes)}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def label_summary(labels):
+    """The number of labels > 0 in ``labels``."""
+    import numpy as np
+
+    values = np.unique(labels)
+    return int(values[values > 0].size)

@@ -1,0 +1,60 @@
+"""``dfcseg segment``: segment one scan, write a label volume (and optionally the model)."""
+
+from __future__ import annotations
+
+from ..errors import InvalidInputError
+from ._common import check_cancel, progress_for, say
+from ._files import (MODEL_SUFFIXES, check_output, label_summary, load_image, read_on_grid,
+                     save_model, write)
+from ._options import add_engine_options, add_output_options, config_from_args
+
+
+def register(sub):
+    """Add ``segment`` to the sub-parsers ``sub``."""
+    p = sub.add_parser("segment", help="segment one scan, write a NIfTI label volume")
+    p.add_argument("input", metavar="INPUT", help="scan: NIfTI, NRRD, MHA, ... or a DICOM folder")
+    p.add_argument("output", metavar="OUTPUT", help="label volume to write (.nii or .nii.gz)")
+    add_engine_options(p)
+    p.add_argument("--save-model", default=None, metavar="PATH",
+                   help="also save the trained network, to apply to other scans")
+    add_output_options(p)
+    p.set_defaults(handler=run_segment)
+
+
+def run_segment(args, cancel):
+    check_output(args.output, [args.input, args.mask and args.mask[0], args.scribbles,
+                               *args.channel], overwrite=args.overwrite)
+    if args.mask and len(args.mask) > 1:
+        raise InvalidInputError("--mask: give one mask for segment")
+    if args.save_model:
+        check_output(args.save_model, [args.input, args.output], overwrite=args.overwrite,
+                     suffixes=MODEL_SUFFIXES, what="--save-model")
+    config = config_from_args(args)
+    volume, image, channel_axis, mask = load_image(
+        args, args.input, mask_path=args.mask[0] if args.mask else None)
+    scribbles = None
+    if args.scribbles:
+        scribbles = read_on_grid(args.scribbles, image.shape[:3], what="--scribbles")
+        scribbles = scribbles[..., 0] if scribbles.ndim == 4 else scribbles
+    check_cancel(cancel)
+    from ..engine.segment import segment
+
+    progress = progress_for(args, "segment")
+    try:
+        result = segment(
+            image, mode=args.mode, spacing=tuple(volume.spacing), channel_axis=channel_axis,
+            mask=mask, scribbles=scribbles, config=config, seed=args.seed, device=args.device,
+            progress=progress, cancel=cancel,
+        )
+    finally:
+        progress.close()
+    check_cancel(cancel)
+    written = write(args.output, result.labels, volume)
+    if args.save_model:
+        save_model(result.model, args.save_model)
+        written = [*written, args.save_model]
+    stopped = getattr(result, "stopped_by", "")
+    say(args, f"{label_summary(result.labels)} labels after {result.n_iterations} iterations"
+              f"{f' (stopped by {stopped})' if stopped else ''};"
+              f" wrote {', '.join(str(p) for p in written)}")
+    return 0
