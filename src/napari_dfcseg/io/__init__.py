@@ -1,7 +1,7 @@
 """Medical image input/output with exact patient geometry.
 
 Read scans (NIfTI, NRRD, MetaImage, DICOM series) into a :class:`Volume`
-and save label volumes as NIfTI that open aligned on the scan in 3D Slicer,
+and save label volumes as NIfTI (or 3D Slicer ``.seg.nrrd``) that open aligned on the scan in 3D Slicer,
 ITK-SNAP and napari.  Conventions are described in ``docs/geometry.md``.
 
 >>> from napari_dfcseg.io import read_volume, write_labels   # doctest: +SKIP
@@ -13,6 +13,7 @@ This package never imports torch, napari or Qt.
 
 from .dicom import SeriesInfo, list_series
 from .readers import read_volume
+from .seg_nrrd import is_seg_nrrd, write_seg_nrrd
 from .volume import Volume
 from .writer import is_label_volume, is_same_file, label_colour, label_file_paths, write_labels
 
@@ -26,4 +27,6 @@ __all__ = [
     "is_same_file",
     "label_colour",
     "label_file_paths",
+    "write_seg_nrrd",
+    "is_seg_nrrd",
 ]

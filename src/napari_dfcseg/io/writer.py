@@ -180,7 +180,8 @@ def _itksnap_text(rows):
     lines = [_ITKSNAP_HEADER]
     for label, (r, g, b), name in rows:
         shown = int(label != 0)
-        lines.append(f'{label:5d} {r:5d} {g:4d} {b:4d} {float(shown):8.2f} {shown:2d} {shown:2d}    "{name}"\n')
+        # alpha as a whole number, as ITK-SNAP itself writes it (Slicer's importer rejects "1.00")
+        lines.append(f'{label:5d} {r:5d} {g:4d} {b:4d} {shown:8d} {shown:2d} {shown:2d}    "{name}"\n')
     return "".join(lines)
 
 
