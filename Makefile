@@ -1,7 +1,8 @@
 # Everything a newcomer needs, on a fresh Debian/Ubuntu machine with Python 3.11:
 #
 #   make demo   create .venv, install the project (CPU torch) and run `dfcseg demo`
-#   make test   install Xvfb, the GL libraries and dcm2niix, the test extras, run all tests
+#   make test   install Xvfb, the GL libraries, dcm2niix and dicom3tools, the test extras
+#               (slicer-core included), run all tests
 #
 # Both are idempotent: a second run only re-installs what pyproject.toml changed.
 # CI (.ci/run) runs `make test` and nothing else.
@@ -20,11 +21,12 @@ PYTEST_ARGS ?=
 # napari needs an X server with 24-bit colour for its OpenGL canvas
 XVFB_RUN ?= xvfb-run -a -s "-screen 0 1280x1024x24"
 
-# Xvfb + what PyQt5/vispy load headless, and dcm2niix (tests cross-check DICOM geometry with it)
+# Xvfb + what PyQt5/vispy load headless, dcm2niix (tests cross-check DICOM geometry with it)
+# and dicom3tools (dciodvfy validates the DICOM SEG we write)
 APT_PACKAGES := xvfb xauth libgl1 libgl1-mesa-dri libegl1 libglib2.0-0 libx11-xcb1 \
 	libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
 	libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 \
-	libdbus-1-3 libfontconfig1 fonts-dejavu-core dcm2niix
+	libdbus-1-3 libfontconfig1 fonts-dejavu-core dcm2niix dicom3tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
@@ -72,8 +74,10 @@ $(VENV)/.installed-napari: pyproject.toml $(VENV)/.installed-torch
 	$(PIP) install -e ".[napari]" "$(TORCH)"
 	touch $@
 
+# slicer-test: slicer-core (Slicer's MRML readers, ~1 GB; measured 61 s to install into a
+# fresh venv) so that tests/test_slicer_interop.py runs instead of skipping
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-torch
-	$(PIP) install -e ".[all]" "$(TORCH)"
+	$(PIP) install -e ".[all,slicer-test]" "$(TORCH)"
 	touch $@
 
 clean:
