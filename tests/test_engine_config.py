@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from napari_dfcseg.engine.config import PRESETS, DFCConfig, resolve_config
-from napari_dfcseg.engine.normalize import apply_normalization, normalize_intensity, prepare_image
+from napari_dfcseg.engine.inputs import prepare_image
+from napari_dfcseg.engine.normalize import apply_normalization, normalize_intensity
 from napari_dfcseg.errors import InvalidInputError
 
 

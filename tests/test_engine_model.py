@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dfcseg import DFCConfig, ModelFileError, apply_model, load_model, segment, train_model
+from napari_dfcseg import (DFCConfig, InvalidInputError, ModelFileError, apply_model, load_model, segment,
+                           train_model)
 from napari_dfcseg.datasets import head_phantom
 from napari_dfcseg.engine.network import receptive_radius
 
@@ -98,5 +99,39 @@ def test_plain_pickle_and_garbage_files_are_refused(tmp_path):
 
 def test_apply_rejects_an_image_with_other_channels(phantom):
     model = train_model(phantom.image, mask=phantom.mask, config=TINY)
-    with pytest.raises(Exception, match="channel"):
+    with pytest.raises(InvalidInputError, match="2 channel.*trained on 1"):
         apply_model(model, np.stack([phantom.image] * 2, -1), channel_axis=-1)
+
+
+def test_the_model_stores_its_training_spacing_and_kernel(phantom, tmp_path):
+    model = train_model(phantom.image, mode="3d", spacing=phantom.spacing, mask=phantom.mask,
+                        config=TINY)
+    assert model.spacings == (phantom.spacing,) and model.kernel_shape == (1, 3, 3)
+    again = load_model(model.save(tmp_path / "model.pt"))
+    assert again.spacings == model.spacings and again.kernel_shape == (1, 3, 3)
+
+
+def test_apply_warns_when_the_spacing_would_change_the_kernel(phantom):
+    # trained on 2.5 mm slices: 1x3x3 kernels, nothing mixed across slices; applied to
+    # 1 mm isotropic voxels, training would have built 3x3x3 kernels
+    model = train_model(phantom.image, mode="3d", spacing=phantom.spacing, mask=phantom.mask,
+                        config=TINY)
+    with pytest.warns(UserWarning, match=r"1×3×3 kernels .*2\.5×1×1 mm.* 1×1×1 mm would get 3×3×3"):
+        apply_model(model, phantom.image, spacing=(1.0, 1.0, 1.0), mask=phantom.mask)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the training spacing, or one as thick: no warning
+        apply_model(model, phantom.image, spacing=(3.0, 0.9, 0.9), mask=phantom.mask)
+
+
+def test_apply_with_extra_channels_assembled_once(phantom):
+    from napari_dfcseg import assemble_inputs
+
+    inputs = assemble_inputs(phantom.image, channels=[phantom.image.max() - phantom.image],
+                             mask=phantom.mask, spacing=phantom.spacing)
+    result = segment(inputs, config=TINY, seed=0)
+    again = apply_model(result.model, inputs)
+    np.testing.assert_array_equal(again.labels, result.labels)
+    with pytest.raises(InvalidInputError, match="1 channel.*trained on 2"):
+        apply_model(result.model, phantom.image, spacing=phantom.spacing, mask=phantom.mask)

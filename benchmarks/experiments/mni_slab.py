@@ -30,7 +30,7 @@ def _patch(args):
     import torch.nn.functional as F
 
     import napari_dfcseg.engine.inference as inference
-    import napari_dfcseg.engine.model as model
+    import napari_dfcseg.engine.pipeline as pipeline
     import napari_dfcseg.engine.postprocess as postprocess
     import napari_dfcseg.engine.training as training
 
@@ -40,7 +40,7 @@ def _patch(args):
         def by_intensity(counts, feature_sum, intensity_sum, **kw):
             return original(counts, np.asarray(intensity_sum, float)[:, None], intensity_sum, **kw)
 
-        model.cluster_label_map = by_intensity
+        pipeline.cluster_label_map = by_intensity
     if args.linkage == "centroid":
         postprocess._ward_merge = functools.partial(postprocess._ward_merge, size_weighted=False)
     if args.balanced > 0:  # class-balanced similarity loss: weight_c = count_c ** -power

@@ -15,11 +15,13 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; resolved on first attribute access (PEP 562)
 _LAZY = {
-    "segment": "napari_dfcseg.engine.segment",
-    "SegmentationResult": "napari_dfcseg.engine.segment",
+    "segment": "napari_dfcseg.engine.pipeline",
+    "SegmentationResult": "napari_dfcseg.engine.result",
     "DFCConfig": "napari_dfcseg.engine.config",
-    "train_model": "napari_dfcseg.engine.model",
-    "apply_model": "napari_dfcseg.engine.model",
+    "assemble_inputs": "napari_dfcseg.engine.inputs",
+    "EngineInputs": "napari_dfcseg.engine.inputs",
+    "train_model": "napari_dfcseg.engine.pipeline",
+    "apply_model": "napari_dfcseg.engine.pipeline",
     "load_model": "napari_dfcseg.engine.model",
     "Model": "napari_dfcseg.engine.model",
     "read_volume": "napari_dfcseg.io",

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import Cancelled
 
 __all__ = ["run_demo", "write_overview"]
 
@@ -44,7 +43,8 @@ def run_demo(outdir, *, shape=(40, 112, 96), config="fast", seed=0, device="auto
         A few lines for the user: labels found, Dice per tissue, files written.
     """
     from .datasets import TISSUES, head_phantom
-    from .engine.segment import segment
+    from .engine.pipeline import segment
+    from .engine.result import check_cancel
     from .metrics import dice_per_tissue, match_many_to_one
 
     import matplotlib  # noqa: F401 - needed for the overview: fail before the minute of work
@@ -53,8 +53,7 @@ def run_demo(outdir, *, shape=(40, 112, 96), config="fast", seed=0, device="auto
     phantom = head_phantom(shape=tuple(shape), seed=seed)
     result = segment(phantom.image, mode="2d", spacing=phantom.spacing, config=config,
                      seed=seed, device=device, progress=progress, cancel=cancel)
-    if cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set") else cancel()):
-        raise Cancelled("interrupted")
+    check_cancel(cancel)
     labels = np.asarray(result.labels)
     dice = dice_per_tissue(labels, phantom.truth, phantom.mask)
     matched = match_many_to_one(labels, phantom.truth, np.ones(labels.shape, dtype=bool))

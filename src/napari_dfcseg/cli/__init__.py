@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import sys
 import threading
+import warnings
 
 from .. import __version__
 from ..errors import Cancelled, DFCError
 from . import demo, info, model, segment
-from ._common import EXIT_CANCELLED, EXIT_USAGE, OneLineParser, UsageError, error, sigint_cancels
+from ._common import (EXIT_CANCELLED, EXIT_USAGE, OneLineParser, UsageError, error, sigint_cancels,
+                      warning_line)
 from .info import orientation_codes
 
 __all__ = ["main", "build_parser", "orientation_codes", "EXIT_CANCELLED", "EXIT_USAGE"]
@@ -59,7 +61,8 @@ def main(argv=None):
         return EXIT_USAGE
     cancel = threading.Event()
     try:
-        with sigint_cancels(cancel):
+        with sigint_cancels(cancel), warnings.catch_warnings():
+            warnings.showwarning = warning_line  # the engine's warnings, as one line each
             return args.handler(args, cancel)
     except (Cancelled, KeyboardInterrupt):
         print("dfcseg: interrupted, nothing written", file=sys.stderr, flush=True)

@@ -9,8 +9,6 @@ import signal
 import sys
 from contextlib import contextmanager
 
-from ..errors import Cancelled
-
 #: exit status of a run the user stopped (128 + SIGINT, as a shell reports it)
 EXIT_CANCELLED = 130
 #: exit status of bad input or usage (argparse's own convention)
@@ -60,6 +58,12 @@ def non_negative_float(text):
 
 
 # --------------------------------------------------------------------------- output
+
+
+def warning_line(message, category, filename, lineno, file=None, line=None):
+    """``warnings.showwarning`` for the command line: ``dfcseg: warning: ...``, one line."""
+    text = " ".join(str(message).split())
+    print(f"dfcseg: warning: {text}", file=sys.stderr if file is None else file, flush=True)
 
 
 def say(args, message):
@@ -145,8 +149,3 @@ def sigint_cancels(event):
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def check_cancel(event):
-    if event.is_set():
-        raise Cancelled("interrupted")

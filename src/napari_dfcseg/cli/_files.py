@@ -58,38 +58,26 @@ def read(path, *, series=None, what="INPUT"):
         raise InvalidInputError(f"{what} {path}: cannot read it ({first_line})") from None
 
 
-def read_on_grid(path, shape, *, what):
-    """A mask/scribble/channel volume that must have the scan's spatial shape."""
-    import numpy as np
+def load_inputs(args, path, *, mask_path=None, scribbles_path=None):
+    """Read the scan, its ``--channel`` volumes, mask and scribbles: (volume, EngineInputs).
 
-    vol = read(path, what=what)
-    array = np.asarray(vol.array)
-    if array.shape[:3] != tuple(shape):
-        raise InvalidInputError(
-            f"{what} {path}: shape {array.shape[:3]} does not match INPUT shape {tuple(shape)}"
-        )
-    return array
-
-
-def load_image(args, path, *, mask_path=None):
-    """The scan, its extra channels and mask: (volume, image, channel_axis, mask)."""
-    import numpy as np
+    The shape, stacking and mask rules are :func:`~napari_dfcseg.engine.inputs.assemble_inputs`'s;
+    its messages name the option and file at fault.
+    """
+    from ..engine.inputs import assemble_inputs
 
     volume = read(path, series=getattr(args, "series", None))
-    image = np.asarray(volume.array)
-    spatial = image.shape[:3]
-    channel_axis = -1 if image.ndim == 4 else None
-    if args.channel:
-        extra = [read_on_grid(p, spatial, what="--channel") for p in args.channel]
-        parts = [image if image.ndim == 4 else image[..., None]]
-        parts += [e if e.ndim == 4 else e[..., None] for e in extra]
-        image = np.concatenate([p.astype(np.float32, copy=False) for p in parts], axis=-1)
-        channel_axis = -1
-    mask = None
-    if mask_path is not None:
-        mask = read_on_grid(mask_path, spatial, what="--mask")
-        mask = (mask[..., 0] if mask.ndim == 4 else mask) > 0
-    return volume, image, channel_axis, mask
+    channels = [read(p, what="--channel").array for p in args.channel]
+    mask = None if mask_path is None else read(mask_path, what="--mask").array
+    scribbles = None if scribbles_path is None else read(scribbles_path, what="--scribbles").array
+    inputs = assemble_inputs(
+        volume.array, channel_axis=-1 if volume.array.ndim == 4 else None, channels=channels,
+        mask=mask, scribbles=scribbles, spacing=tuple(volume.spacing),
+        names={"image": f"INPUT {path}", "mask": f"--mask {mask_path}",
+               "scribbles": f"--scribbles {scribbles_path}",
+               "channels": [f"--channel {p}" for p in args.channel]},
+    )
+    return volume, inputs
 
 
 def write(output, labels, like, names=None):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from ..engine.config import DEVICES, MODES
 from ..errors import DFCError, InvalidInputError
 from ._common import non_negative_float, non_negative_int, positive_int
 
 
 def add_engine_options(p, *, scribbles=True):
     """Options shared by ``segment`` and ``train``: the method's parameters."""
-    p.add_argument("--mode", choices=("2d", "3d"), default="2d",
+    p.add_argument("--mode", choices=MODES, default="2d",
                    help="cluster slice by slice (2d, default) or the whole volume (3d)")
     p.add_argument("--preset", default=None, metavar="NAME",
                    help="parameter preset: default, paper or fast (docs/method.md); default: default")
@@ -38,7 +39,7 @@ def add_engine_options(p, *, scribbles=True):
 
 def add_run_options(p):
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+    p.add_argument("--device", choices=DEVICES, default="auto",
                    help="torch device (default auto: cuda, then mps, then cpu)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
 

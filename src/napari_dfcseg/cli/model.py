@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 from ..errors import InvalidInputError
-from ._common import check_cancel, non_negative_int, progress_for, say
-from ._files import MODEL_SUFFIXES, check_output, label_summary, load_image, save_model, write
+from ..engine.result import check_cancel
+from ._common import non_negative_int, progress_for, say
+from ._files import MODEL_SUFFIXES, check_output, label_summary, load_inputs, save_model, write
 from ._options import add_engine_options, add_output_options, add_run_options, config_from_args
 
 
@@ -41,28 +42,21 @@ def run_train(args, cancel):
     if masks and len(masks) != len(args.inputs):
         raise InvalidInputError(f"--mask: give one per INPUT ({len(args.inputs)}), got {len(masks)}")
     config = config_from_args(args)
-    images, spacings, mask_arrays, channel_axis = [], [], [], None
+    inputs = []
     for i, path in enumerate(args.inputs):
-        volume, image, channel_axis, mask = load_image(
-            args, path, mask_path=masks[i] if masks else None)
-        images.append(image)
-        spacings.append(tuple(volume.spacing))
-        mask_arrays.append(mask)
+        inputs.append(load_inputs(args, path, mask_path=masks[i] if masks else None)[1])
         check_cancel(cancel)
-    from ..engine.model import train_model
+    from ..engine.pipeline import train_model
 
     progress = progress_for(args, "train")
     try:
-        model = train_model(
-            images, mode=args.mode, spacings=spacings, channel_axis=channel_axis,
-            masks=mask_arrays if masks else None, config=config, seed=args.seed,
-            device=args.device, progress=progress, cancel=cancel,
-        )
+        model = train_model(inputs, mode=args.mode, config=config, seed=args.seed,
+                            device=args.device, progress=progress, cancel=cancel)
     finally:
         progress.close()
     check_cancel(cancel)
     save_model(model, args.model)
-    say(args, f"trained on {len(images)} scan(s); wrote {args.model}")
+    say(args, f"trained on {len(inputs)} scan(s); wrote {args.model}")
     return 0
 
 
@@ -73,20 +67,20 @@ def run_apply(args, cancel):
                  overwrite=args.overwrite)
     if not os.path.exists(args.model):
         raise InvalidInputError(f"MODEL {args.model}: no such file")
-    from ..engine.model import apply_model, load_model
+    from ..engine.model import load_model
+    from ..engine.pipeline import apply_model
 
     model = load_model(args.model)
-    volume, image, channel_axis, mask = load_image(args, args.input, mask_path=args.mask)
+    volume, inputs = load_inputs(args, args.input, mask_path=args.mask)
     check_cancel(cancel)
     if args.min_size is not None:
         model.config = dataclasses.replace(model.config, min_size=args.min_size)
     progress = progress_for(args, "apply")
     try:
-        labels = apply_model(model, image, spacing=tuple(volume.spacing), channel_axis=channel_axis,
-                             mask=mask, device=args.device, progress=progress, cancel=cancel)
+        labels = apply_model(model, inputs, device=args.device, progress=progress,
+                             cancel=cancel).labels
     finally:
         progress.close()
-    labels = getattr(labels, "labels", labels)
     check_cancel(cancel)
     written = write(args.output, labels, volume)
     say(args, f"{label_summary(labels)} labels; wrote {', '.join(str(p) for p in written)}")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..errors import InvalidInputError
-from ._common import check_cancel, progress_for, say
-from ._files import (MODEL_SUFFIXES, check_output, label_summary, load_image, read_on_grid,
-                     save_model, write)
+from ..engine.result import check_cancel
+from ._common import progress_for, say
+from ._files import MODEL_SUFFIXES, check_output, label_summary, load_inputs, save_model, write
 from ._options import add_engine_options, add_output_options, config_from_args
 
 
@@ -30,22 +30,15 @@ def run_segment(args, cancel):
         check_output(args.save_model, [args.input, args.output], overwrite=args.overwrite,
                      suffixes=MODEL_SUFFIXES, what="--save-model")
     config = config_from_args(args)
-    volume, image, channel_axis, mask = load_image(
-        args, args.input, mask_path=args.mask[0] if args.mask else None)
-    scribbles = None
-    if args.scribbles:
-        scribbles = read_on_grid(args.scribbles, image.shape[:3], what="--scribbles")
-        scribbles = scribbles[..., 0] if scribbles.ndim == 4 else scribbles
+    volume, inputs = load_inputs(args, args.input, mask_path=args.mask[0] if args.mask else None,
+                                 scribbles_path=args.scribbles)
     check_cancel(cancel)
-    from ..engine.segment import segment
+    from ..engine.pipeline import segment
 
     progress = progress_for(args, "segment")
     try:
-        result = segment(
-            image, mode=args.mode, spacing=tuple(volume.spacing), channel_axis=channel_axis,
-            mask=mask, scribbles=scribbles, config=config, seed=args.seed, device=args.device,
-            progress=progress, cancel=cancel,
-        )
+        result = segment(inputs, mode=args.mode, config=config, seed=args.seed,
+                         device=args.device, progress=progress, cancel=cancel)
     finally:
         progress.close()
     check_cancel(cancel)

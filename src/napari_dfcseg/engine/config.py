@@ -10,10 +10,14 @@ from dataclasses import dataclass
 
 from ..errors import InvalidInputError
 
-__all__ = ["DFCConfig", "PRESETS", "PRECISIONS", "resolve_config"]
+__all__ = ["DFCConfig", "PRESETS", "PRECISIONS", "MODES", "DEVICES", "resolve_config"]
 
 #: values of ``DFCConfig.precision``
 PRECISIONS = ("auto", "float32", "bfloat16")
+#: ``mode`` of segment / train_model: slice by slice, or the whole volume
+MODES = ("2d", "3d")
+#: ``device`` names the front ends offer (``"auto"``: CUDA, then MPS, then CPU)
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)

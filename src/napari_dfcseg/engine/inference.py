@@ -15,21 +15,11 @@ import numpy as np
 import torch
 
 from .device import autocast
+from .result import check_cancel
 from .sampling import stack_regions, with_halo
 
 __all__ = ["RawLabels", "label_volume", "recalibrate_batchnorm", "region_labels", "check_cancel",
            "volume_halo"]
-
-
-def check_cancel(cancel):
-    """Raise :class:`~napari_dfcseg.errors.Cancelled` if ``cancel`` (callable or Event) fired."""
-    from ..errors import Cancelled
-
-    if cancel is None:
-        return
-    fired = cancel.is_set() if hasattr(cancel, "is_set") else cancel()
-    if fired:
-        raise Cancelled("segmentation cancelled by the user")
 
 
 @dataclass

@@ -1,7 +1,7 @@
-"""Input checks and the one intensity normalisation of the engine (torch-free).
+"""The one intensity normalisation of the engine (torch-free).
 
 Every path into the network (``segment``, ``train_model``, ``apply_model``)
-goes through :func:`prepare_image` and then :func:`normalize_intensity` (when
+goes through :func:`~.inputs.assemble_inputs` and then :func:`normalize_intensity` (when
 training) or :func:`apply_normalization` (when applying a saved model with
 its stored statistics), so the network always sees the same scale.
 """
@@ -13,10 +13,6 @@ import numpy as np
 from ..errors import InvalidInputError
 
 __all__ = [
-    "prepare_image",
-    "prepare_mask",
-    "prepare_scribbles",
-    "prepare_spacing",
     "normalize_intensity",
     "apply_normalization",
 ]
@@ -26,118 +22,12 @@ __all__ = [
 _CLIP = (-1.0, 2.0)
 
 
-def prepare_image(image, channel_axis=None, *, name="image"):
-    """Check an image and return it as a (z, y, x, c) array.
-
-    Parameters
-    ----------
-    image : array_like
-        (z, y, x) or (y, x) intensities of any real dtype, or either with a
-        channel axis named by ``channel_axis``.
-    channel_axis : int or None
-        Axis holding co-registered channels (scikit-image convention).
-
-    Returns
-    -------
-    image : (z, y, x, c) ndarray
-        A view where possible (no copy of the intensities).
-    was_2d : bool
-        True when the input had a single spatial plane given as (y, x).
-    """
-    image = np.asarray(image)
-    if image.dtype == bool or not (np.issubdtype(image.dtype, np.integer)
-                                   or np.issubdtype(image.dtype, np.floating)):
-        raise InvalidInputError(f"{name} must hold real numbers, got dtype {image.dtype}")
-    if channel_axis is not None:
-        if not -image.ndim <= channel_axis < image.ndim:
-            raise InvalidInputError(
-                f"{name}: channel_axis={channel_axis} is out of range for a {image.ndim}-D array"
-            )
-        image = np.moveaxis(image, channel_axis, -1)
-    else:
-        image = image[..., np.newaxis]
-    spatial = image.ndim - 1
-    if spatial not in (2, 3):
-        raise InvalidInputError(
-            f"{name} must be a 2D (y, x) or 3D (z, y, x) array (plus an optional channel axis), "
-            f"got shape {image.shape[:-1] if channel_axis is None else image.shape}"
-        )
-    was_2d = spatial == 2
-    if was_2d:
-        image = image[np.newaxis]
-    if image.shape[-1] < 1:
-        raise InvalidInputError(f"{name} has no channels")
-    if image.shape[1] < 2 or image.shape[2] < 2:
-        raise InvalidInputError(
-            f"{name} of spatial shape {image.shape[:3]} is too small: "
-            "need at least 2 × 2 voxels in plane"
-        )
-    return image, was_2d
-
-
 def _check_finite(image, name):
     # chunked along z so a large float64 volume is not duplicated as a bool array
     step = max(1, int(2**24 // max(1, image[0].size)))
     for z0 in range(0, image.shape[0], step):
         if not np.isfinite(image[z0:z0 + step]).all():
             raise InvalidInputError(f"{name} contains NaN or infinite values; fill or mask them first")
-
-
-def prepare_spacing(spacing, n_spatial=3, *, name="spacing"):
-    """Voxel size as a tuple of 3 positive floats (z, y, x); a 2-tuple gets sz = 1."""
-    if spacing is None:
-        return (1.0, 1.0, 1.0)
-    try:
-        spacing = tuple(float(s) for s in spacing)
-    except TypeError:
-        raise InvalidInputError(f"{name} must be a sequence of voxel sizes, got {spacing!r}") from None
-    if len(spacing) == 2:
-        spacing = (1.0,) + spacing
-    if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise InvalidInputError(f"{name} must be 3 positive voxel sizes (sz, sy, sx), got {spacing}")
-    return spacing
-
-
-def prepare_mask(mask, shape, *, name="mask"):
-    """``None`` or a bool (z, y, x) array matching ``shape`` (a (y, x) mask is accepted for 2D)."""
-    if mask is None:
-        return None
-    mask = np.asarray(mask)
-    if mask.ndim == 2 and shape[0] == 1:
-        mask = mask[np.newaxis]
-    if mask.shape != tuple(shape):
-        raise InvalidInputError(f"{name} shape {mask.shape} does not match the image's {tuple(shape)}")
-    mask = mask.astype(bool, copy=False)
-    if not mask.any():
-        raise InvalidInputError(f"{name} is empty: nothing to segment")
-    return mask
-
-
-def prepare_scribbles(scribbles, shape, *, name="scribbles"):
-    """``None`` or an int (z, y, x) array: 0 = unlabelled, 1..S = the user's classes.
-
-    Returns the array (``None`` if it holds no scribble) and S.
-    """
-    if scribbles is None:
-        return None, 0
-    scribbles = np.asarray(scribbles)
-    if scribbles.ndim == 2 and shape[0] == 1:
-        scribbles = scribbles[np.newaxis]
-    if scribbles.shape != tuple(shape):
-        raise InvalidInputError(
-            f"{name} shape {scribbles.shape} does not match the image's {tuple(shape)}"
-        )
-    if not np.issubdtype(scribbles.dtype, np.integer):
-        if np.issubdtype(scribbles.dtype, np.floating) and np.all(np.mod(scribbles, 1) == 0):
-            scribbles = scribbles.astype(np.int64)
-        else:
-            raise InvalidInputError(f"{name} must hold integer class ids, got dtype {scribbles.dtype}")
-    if scribbles.min() < 0:
-        raise InvalidInputError(f"{name} must be 0 (unlabelled) or positive class ids")
-    n_classes = int(scribbles.max())
-    if n_classes == 0:
-        return None, 0
-    return scribbles.astype(np.int16 if n_classes < 2**15 else np.int32, copy=False), n_classes
 
 
 def _robust_range(values, percentiles):
@@ -160,7 +50,7 @@ def normalize_intensity(images, masks=None, *, percentiles=(0.5, 99.5), hu_windo
     Parameters
     ----------
     images : (z, y, x, c) ndarray or list of them
-        As returned by :func:`prepare_image`. Several images (reference mode)
+        As in :attr:`.inputs.EngineInputs.image`. Several images (reference mode)
         share one set of statistics.
     masks : bool ndarray, list of them, or None
     percentiles : (float, float)

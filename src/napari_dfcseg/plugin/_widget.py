@@ -55,7 +55,7 @@ def _gather_inputs(image, channels, mask, scribbles):
 
 
 def _segment_call(data, *, mode, spacing, config, seed, device, progress, cancel):
-    from napari_dfcseg.engine.segment import segment
+    from napari_dfcseg.engine.pipeline import segment
 
     image, channel_axis, mask, scribbles = _gather_inputs(*data)
     return segment(
@@ -66,7 +66,8 @@ def _segment_call(data, *, mode, spacing, config, seed, device, progress, cancel
 
 
 def _apply_model_call(model_path, data, *, spacing, device, progress, cancel):
-    from napari_dfcseg.engine.model import apply_model, load_model
+    from napari_dfcseg.engine.model import load_model
+    from napari_dfcseg.engine.pipeline import apply_model
 
     image, _, mask, _ = _gather_inputs(*data)
     model = load_model(model_path)

@@ -1,0 +1,467 @@
+"""The engine's entry points: :func:`segment`, :func:`train_model`, :func:`apply_model`.
+
+All three go through the same steps, each with one home:
+
+1. inputs: :func:`~.inputs.assemble_inputs` (shapes, mask rule, 2D flag);
+2. config: :func:`~.config.resolve_config`, once, in the entry point;
+3. :func:`_fit` (segment, train_model): mask resolution
+   (:func:`_resolve_masks`), normalisation, tissue-count resolution
+   (:func:`_resolve_config`), intensity anchoring, training, the labelling
+   pass, the cluster → label map; it returns a :class:`_Fit`;
+4. labels: :func:`_finish_labels` (map, unseen clusters, scribbles, islands),
+   shared with :func:`apply_model`, so ``apply_model(result.model, image)``
+   gives ``segment``'s labels.
+
+Progress reaches the caller through :func:`~.result.report_progress` and one
+adapter for the labelling pass (:func:`_label_steps`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .config import MODES, DFCConfig, resolve_config
+from .inputs import EngineInputs, assemble_inputs
+from .model import Model
+from .postprocess import apply_label_map, cluster_label_map, remove_small_islands, split_by_scribbles
+from .result import SegmentationResult, report_progress
+
+__all__ = ["segment", "train_model", "apply_model"]
+
+log = logging.getLogger(__name__)
+
+
+def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scribbles=None,
+            config=None, seed=0, device="auto", progress=None, cancel=None):
+    """Segment a CT/MR volume without training labels (differentiable feature clustering).
+
+    Trains one network on the volume (Kim, Kanezaki & Tanaka, 2020), then
+    labels every voxel with it, with the same labelling code as
+    :func:`apply_model`, so ``apply_model(result.model, image)`` gives the
+    same labels.
+
+    Parameters
+    ----------
+    image : ndarray or EngineInputs
+        (z, y, x) intensities of any real dtype (CT in HU, MR), or (y, x) for
+        a single image; plus a channel axis named by ``channel_axis`` for
+        co-registered contrasts (e.g. an RGB photo with ``channel_axis=-1``).
+        Or what :func:`~.inputs.assemble_inputs` returned (then ``spacing``,
+        ``channel_axis``, ``mask`` and ``scribbles`` are not given here).
+    mode : {"2d", "3d"}
+        ``"2d"``: one network over the slices, trained on mini-batches of
+        slices from the whole volume, so a label means the same tissue on
+        every slice. ``"3d"``: 3D convolutions (1-voxel along axes at least
+        ``config.thick_slice_ratio`` times thicker than the finest), trained
+        on patches inside the mask and applied in chunks with a halo.
+    spacing : tuple of 3 floats, optional
+        Voxel size (sz, sy, sx) in mm; weights the continuity term (thick
+        slices count less). Default isotropic.
+    channel_axis : int or None
+    mask : ndarray, optional
+        Voxels ``> 0`` are segmented; the others get label 0 and never drive training.
+    scribbles : int ndarray, optional
+        Same spatial shape; 0 = unlabelled, 1..S = the user's classes. Class
+        s keeps label s in the output. Regions that look alike but were
+        scribbled as different classes are told apart by connectivity
+        (:func:`~napari_dfcseg.engine.postprocess.split_by_scribbles`).
+    config : DFCConfig or str, optional
+        A config or a preset name (``"default"``, ``"fast"``, ``"paper"``);
+        default ``"default"``.
+    seed : int
+        Same seed, same device → identical labels.
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), or a torch device name.
+    progress : callable(i, n, info), optional
+        Two stages, in order (:class:`~.result.ProgressInfo`):
+
+        1. ``info["stage"] == "train"``: after every training iteration
+           ``i`` = 1, 2, ... with ``n = config.max_iter`` (the run may stop
+           earlier), with ``"iteration"``, ``"loss"``, ``"n_labels"`` (the
+           count the stop rule saw) and ``"n_labels_batch"``; at the first
+           iteration and every ``config.preview_every`` iterations also
+           ``"preview"``: a (y, x) uint16 array of the raw cluster ids + 1
+           (not yet ordered or merged; 0 outside the mask) of slice
+           ``info["preview_index"]``, from the current network.
+        2. ``info["stage"] == "label"``: while the volume is labelled,
+           ``progress(k, n_batches, {"stage": "label"})`` after every batch
+           of ``config.infer_batch_slices`` slices (2D) or chunk (3D).
+    cancel : callable or threading.Event, optional
+        Checked before every training iteration and every batch / chunk of
+        evaluation, BatchNorm recalibration and labelling; when it fires
+        the run stops with :class:`~napari_dfcseg.errors.Cancelled`.
+
+    Returns
+    -------
+    SegmentationResult
+
+    Raises
+    ------
+    InvalidInputError
+        Bad shapes, NaN/Inf, unknown preset, ...
+    Cancelled
+        When ``cancel`` fired.
+
+    Notes
+    -----
+    An image with no intensity variation (inside the mask) gives one label
+    and a ``UserWarning``.
+
+    Examples
+    --------
+    >>> from napari_dfcseg.datasets import head_phantom
+    >>> p = head_phantom(shape=(12, 40, 36))
+    >>> r = segment(p.image, spacing=p.spacing, mask=p.mask, config="fast")  # doctest: +SKIP
+    >>> r.labels.shape  # doctest: +SKIP
+    (12, 40, 36)
+    """
+    start = time.perf_counter()
+    config = resolve_config(config)
+    inputs = _as_inputs(image, spacing=spacing, channel_axis=channel_axis, mask=mask,
+                        scribbles=scribbles)
+    fit = _fit([inputs], mode=mode, config=config, seed=seed, device=device,
+               progress=progress, cancel=cancel)
+    inputs = fit.inputs[0]
+    if fit.model is None:
+        msg = "image has no intensity variation inside the mask: returning a single label"
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        log.warning(msg)
+        labels = (np.ones(inputs.shape, np.uint8) if inputs.mask is None
+                  else inputs.mask.astype(np.uint8))
+        return SegmentationResult(labels=inputs.restore_shape(labels), n_iterations=0,
+                                  loss_history=[], n_labels_history=[], config=fit.config,
+                                  seed=seed, device="none", elapsed_s=time.perf_counter() - start,
+                                  stopped_by="constant")
+    model = fit.model
+    labels = _finish_labels(model, fit.raws[0], inputs.scribbles)
+    hist = model.history
+    return SegmentationResult(
+        labels=inputs.restore_shape(labels),
+        n_iterations=model.n_iterations,
+        loss_history=list(hist["loss"]),
+        n_labels_history=list(hist["n_labels"]),
+        config=model.config,
+        seed=seed,
+        device=hist["device"],
+        elapsed_s=time.perf_counter() - start,
+        stopped_by=hist["stopped_by"],
+        model=model,
+    )
+
+
+def train_model(images, *, mode="2d", spacing=None, spacings=None, channel_axis=None, mask=None,
+                masks=None, scribbles=None, config=None, seed=0, device="auto", progress=None,
+                cancel=None):
+    """Train one network on one or several volumes (the paper's reference mode).
+
+    Parameters
+    ----------
+    images : ndarray, EngineInputs or a list of them
+        (z, y, x) volumes (or (y, x) images), with ``channel_axis`` if multi-channel.
+    mode : {"2d", "3d"}
+    spacing, spacings : tuple or list of tuples
+        Voxel size(s) (sz, sy, sx) in mm; ``spacings`` gives one per image.
+    mask, masks : ndarray, list of them, or None
+        ``mask`` for one image, ``masks`` one per image.
+    scribbles : ndarray, list of them, or None
+    config : DFCConfig or preset name
+    seed : int
+    device : str
+    progress, cancel : see :func:`segment`
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    InvalidInputError
+        Bad inputs, or images with no intensity variation (nothing to learn).
+    """
+    config = resolve_config(config)
+    images = list(images) if isinstance(images, (list, tuple)) else [images]
+    if not images:
+        raise InvalidInputError("images is empty: give at least one volume")
+    n = len(images)
+    per = zip(_per_image(spacings if spacings is not None else spacing, n, "spacing"),
+              _per_image(masks if masks is not None else mask, n, "masks"),
+              _per_image(scribbles, n, "scribbles"))
+    inputs = [_as_inputs(img, spacing=sp, channel_axis=channel_axis, mask=m, scribbles=s,
+                         name="image" if n == 1 else f"images[{i}]")
+              for i, (img, (sp, m, s)) in enumerate(zip(images, per))]
+    model = _fit(inputs, mode=mode, config=config, seed=seed, device=device,
+                 progress=progress, cancel=cancel).model
+    if model is None:
+        raise InvalidInputError("images have no intensity variation: nothing to learn")
+    return model
+
+
+def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scribbles=None,
+                device="auto", progress=None, cancel=None):
+    """Label ``image`` with a trained :class:`~.model.Model`.
+
+    Normalises with the model's stored statistics, runs the same labelling
+    pass as training and maps clusters with the stored map. Applied to its
+    training volume, it reproduces ``segment``'s labels exactly (same device).
+
+    ``image`` may also be an :class:`~.inputs.EngineInputs`. ``scribbles``
+    (optional) split clusters whose scribbles carry several classes, as in
+    ``segment`` (:func:`~napari_dfcseg.engine.postprocess.split_by_scribbles`);
+    pass the training scribbles to reproduce a scribbled ``segment`` run.
+
+    When ``spacing`` is given and its voxels would make training choose
+    another per-axis kernel than the model's (e.g. a model trained with
+    1×3×3 kernels on 5 mm slices, applied to 1 mm isotropic voxels), a
+    ``UserWarning`` says so: the labels are those of a network built for
+    other voxels.
+
+    ``progress(i, n, info)`` is called after every batch/chunk with
+    ``info = {"stage": "label"}``.
+
+    Returns
+    -------
+    SegmentationResult
+    """
+    from .device import reproducible, resolve_device
+    from .inference import label_volume
+    from .normalize import apply_normalization
+    from .sampling import TrainingVolume
+
+    if not isinstance(model, Model):
+        raise InvalidInputError(f"model must be a Model (see load_model), got {type(model).__name__}")
+    start = time.perf_counter()
+    inputs = _as_inputs(image, spacing=spacing, channel_axis=channel_axis, mask=mask,
+                        scribbles=scribbles)
+    if inputs.n_channels != model.in_channels:
+        raise InvalidInputError(
+            f"image has {inputs.n_channels} channel(s), the model was trained on {model.in_channels}"
+        )
+    if spacing is not None or isinstance(image, EngineInputs):
+        _check_spacing(model, inputs.spacing)
+    dev = resolve_device(device)
+    x = apply_normalization(inputs.image, model.norm_stats)
+    vol = TrainingVolume(x, inputs.mask, None, inputs.spacing)
+    with reproducible(model.seed, dev):
+        raw = label_volume(model.network(dev), vol, model.mode, model.config, dev,
+                           cancel=cancel, on_step=_label_steps(progress))
+    labels = _finish_labels(model, raw, inputs.scribbles)
+    return SegmentationResult(labels=inputs.restore_shape(labels), n_iterations=0,
+                              loss_history=[], n_labels_history=[], config=model.config,
+                              seed=model.seed, device=str(dev),
+                              elapsed_s=time.perf_counter() - start, model=model)
+
+
+# --------------------------------------------------------------------------- the fit
+
+
+@dataclass
+class _Fit:
+    """What :func:`_fit` produced.
+
+    ``model`` is None when the images have no intensity variation (nothing
+    to learn); ``raws`` then is empty. ``inputs`` are the inputs after mask
+    resolution, ``config`` the config after tissue-count resolution.
+    """
+
+    model: Model | None
+    inputs: list
+    raws: list
+    config: DFCConfig
+
+
+def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
+    """Train one network on ``inputs`` (list of EngineInputs) and label them with it."""
+    from .device import reproducible, resolve_device
+    from .inference import label_volume
+    from .normalize import normalize_intensity
+    from .sampling import TrainingVolume
+    from .training import train_network
+
+    mode = _check_mode(mode)
+    dev = resolve_device(device)
+    n_scribble = max(i.n_scribble_classes for i in inputs)
+    if n_scribble > config.n_channels:
+        raise InvalidInputError(
+            f"scribbles use {n_scribble} classes but the network has only {config.n_channels} channels"
+        )
+    if sum(int(np.prod(i.shape)) for i in inputs) < 2:
+        raise InvalidInputError("image has a single voxel: nothing to segment")
+    inputs = _resolve_masks(inputs, config)
+    xs, stats = normalize_intensity([i.image for i in inputs], [i.mask for i in inputs],
+                                    percentiles=config.percentiles, hu_window=config.hu_window,
+                                    seed=seed)
+    volumes = [TrainingVolume(x, i.mask, i.scribbles, i.spacing) for x, i in zip(xs, inputs)]
+    if stats["constant"]:
+        return _Fit(None, inputs, [], config)
+    config = _resolve_config(volumes, config, n_scribble)
+    if config.mixture_components:
+        _anchor(volumes, config, n_scribble, seed)
+    start = time.perf_counter()
+    with reproducible(seed, dev):
+        net, history, _ = train_network(volumes, mode=mode, config=config,
+                                        in_channels=inputs[0].n_channels, seed=seed, device=dev,
+                                        progress=progress, cancel=cancel)
+        raws = [label_volume(net, v, mode, config, dev, cancel=cancel,
+                             on_step=_label_steps(progress)) for v in volumes]
+    counts = sum(r.counts for r in raws)
+    feature_sum = sum(r.feature_sum for r in raws)
+    intensity_sum = sum(r.intensity_sum for r in raws)
+    label_of = cluster_label_map(counts, feature_sum, intensity_sum,
+                                 n_scribble_classes=n_scribble, n_clusters=config.n_clusters)
+    model = Model(config=config, mode=mode, in_channels=inputs[0].n_channels,
+                  state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                  norm_stats=stats, label_of=label_of,
+                  label_means=_label_means(label_of, counts, feature_sum),
+                  n_scribble_classes=n_scribble, seed=int(seed),
+                  n_iterations=history.n_iterations, kernel_shape=net.kernel_shape,
+                  spacings=tuple(i.spacing for i in inputs),
+                  history={"loss": history.loss, "n_labels": history.n_labels,
+                           "stopped_by": history.stopped_by,
+                           "train_seconds": time.perf_counter() - start, "device": str(dev)})
+    return _Fit(model, inputs, raws, config)
+
+
+def _resolve_masks(inputs, config):
+    """Hook: the region each scan is segmented in.
+
+    Today the caller's mask (or none: the whole scan). Issue 11's automatic
+    body mask (``engine/foreground.py``) plugs in here: for an input whose
+    ``mask`` is None, ``inputs[i].with_mask(foreground(...))``. Runs before
+    normalisation, so the intensity statistics are taken inside the mask.
+    """
+    return inputs
+
+
+def _resolve_config(volumes, config, n_scribble):
+    """Hook: the config after looking at the normalised volumes.
+
+    Today ``config`` unchanged. Issue 11's automatic tissue count
+    (``engine/tissue_count.py``) plugs in here: when the number of tissues is
+    to be chosen per scan, ``dataclasses.replace(config, n_clusters=k)`` with
+    ``k`` from ``volumes`` (``.x`` normalised, ``.mask``). The returned
+    config is the one the model stores and the result reports; the
+    intensity anchor (fitted next) uses its ``n_clusters``.
+    """
+    return config
+
+
+def _anchor(volumes, config, n_scribble, seed):
+    """Give the training volumes the intensity mixture that anchors their self-labels.
+
+    Without scribbles: a mixture fitted to each volume (at least ``n_clusters``
+    components, so asking for more labels gives them). With scribbles that
+    cover the requested labels (``n_clusters`` unset or ≤ the scribbled
+    classes): one component per scribbled class, from the scribbled voxels.
+    Otherwise (fewer scribbled classes than labels asked for) the paper's argmax.
+    """
+    from .prior import fit_intensity_mixture, scribble_mixture
+
+    if not n_scribble:
+        k = max(config.mixture_components, config.n_clusters or 0)
+        for v in volumes:
+            v.mixture = fit_intensity_mixture(v.x, v.mask, k, seed=seed)
+    elif config.n_clusters is None or config.n_clusters <= n_scribble:
+        mixture = scribble_mixture(volumes)
+        for v in volumes:
+            v.mixture = mixture
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _label_means(label_of, counts, feature_sum):
+    k = int(label_of.max()) if label_of.size else 0
+    means = np.full((k, feature_sum.shape[1]), np.nan)
+    for label in range(1, k + 1):
+        members = label_of == label
+        c = counts[members].sum()
+        if c:
+            means[label - 1] = feature_sum[members].sum(0) / c
+    return means
+
+
+def _finish_labels(model, raw, scribbles=None):
+    """Labels of one volume from its raw cluster ids: map, unseen clusters, scribbles, islands."""
+    label_of = model.label_of.copy()
+    unseen = np.flatnonzero((label_of == 0) & (raw.counts > 0))
+    known = np.flatnonzero(~np.isnan(model.label_means).any(1))
+    for c in unseen:  # a cluster training never produced: give it the nearest label
+        if known.size == 0:
+            label_of[c] = 1
+            continue
+        f = raw.feature_sum[c] / raw.counts[c]
+        d = ((model.label_means[known] - f) ** 2).sum(1)
+        label_of[c] = known[np.argmin(d)] + 1
+    if unseen.size:
+        log.info("%d cluster(s) unseen in training mapped to the nearest label", unseen.size)
+    labels = apply_label_map(raw.ids, label_of)
+    if scribbles is not None:
+        labels = split_by_scribbles(labels, scribbles)
+    if model.config.min_size > 1:
+        labels = remove_small_islands(labels, model.config.min_size)
+    return labels
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _label_steps(progress):
+    """The labelling pass's ``on_step(done, total)`` as ``progress(done, total, {"stage": "label"})``."""
+    def on_step(done, total):
+        report_progress(progress, done, total, {"stage": "label"})
+    return on_step
+
+
+def _check_mode(mode):
+    if mode not in MODES:
+        raise InvalidInputError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    return mode
+
+
+def _check_spacing(model, spacing):
+    """Warn when ``spacing`` would make training choose another kernel than the model's."""
+    if model.kernel_shape is None:
+        return
+    wanted = tuple(model.kernel_for(spacing))
+    if wanted == tuple(model.kernel_shape):
+        return
+    trained = (" on voxels of " + " / ".join("×".join(f"{v:g}" for v in s) for s in model.spacings)
+               + " mm") if model.spacings else ""
+    msg = (f"the model's network has {'×'.join(map(str, model.kernel_shape))} kernels (trained"
+           f"{trained}); voxels of {'×'.join(f'{v:g}' for v in spacing)} mm would get"
+           f" {'×'.join(map(str, wanted))}: its labels may not match a model trained on such scans")
+    warnings.warn(msg, UserWarning, stacklevel=3)
+    log.warning(msg)
+
+
+def _as_inputs(image, *, spacing, channel_axis, mask, scribbles, name="image"):
+    """``image`` as EngineInputs: assembled here, or already assembled by the caller."""
+    if isinstance(image, EngineInputs):
+        given = [k for k, v in (("spacing", spacing), ("channel_axis", channel_axis),
+                                ("mask", mask), ("scribbles", scribbles)) if v is not None]
+        if given:
+            raise InvalidInputError(f"{', '.join(given)}: give them to assemble_inputs, not here")
+        return image
+    return assemble_inputs(image, channel_axis=channel_axis, mask=mask, scribbles=scribbles,
+                           spacing=spacing, names={"image": name} if name != "image" else None)
+
+
+def _per_image(value, n, name):
+    """One value per image: a single array / spacing is shared, a list must have ``n``."""
+    if value is None:
+        return [None] * n
+    single = np.ndim(value) == 1 if name == "spacing" else isinstance(value, np.ndarray)
+    if single:
+        if n == 1 or name == "spacing":
+            return [value] * n
+        raise InvalidInputError(f"{name} must be a list of {n} arrays, one per image")
+    value = list(value)
+    if len(value) != n:
+        raise InvalidInputError(f"{name} has {len(value)} entries for {n} images")
+    return value
