@@ -187,3 +187,55 @@ def test_gzip_with_wrong_header_size_is_refused_without_allocating_it(tmp_path):
         f.write(b"\0" * 1000)
     with pytest.raises(VolumeIOError, match="corrupt or truncated"):
         read_volume(path)
+
+
+def _read_or_refuse(path, outcomes, *, names):
+    """Read ``path``: a Volume or a one-line VolumeIOError naming one of ``names``; nothing else."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            volume = read_volume(path)
+    except VolumeIOError as err:
+        assert "\n" not in str(err) and any(str(n) in str(err) for n in names), str(err)
+        outcomes["refused"] += 1
+    else:
+        assert isinstance(volume, Volume)
+        outcomes["read"] += 1
+
+
+@pytest.mark.slow
+def test_fuzzed_slice_inside_a_valid_dicom_series_raises_only_volume_io_error(tmp_path):
+    series = write_dicom_series(tmp_path / "src", shape=(5, 8, 8))
+    sources = [f.read_bytes() for f in series.files]
+    rng = np.random.default_rng(20261201)
+    outcomes = {"read": 0, "refused": 0}
+    for n in range(150):
+        folder = tmp_path / f"case{n}"
+        folder.mkdir()
+        victim = int(rng.integers(len(sources)))
+        for k, data in enumerate(sources):
+            (folder / series.files[k].name).write_bytes(_corrupt(data, rng) if k == victim else data)
+        # through the folder and through one intact file of the series
+        _read_or_refuse(folder, outcomes, names=[folder])
+        intact = folder / series.files[(victim + 1) % len(sources)].name
+        _read_or_refuse(intact, outcomes, names=[folder, intact])
+    assert outcomes["refused"] > 100 and outcomes["read"] > 0
+
+
+def test_fuzzed_detached_nrrd_headers_raise_only_volume_io_error(tmp_path):
+    header = (
+        "NRRD0004\ntype: int16\ndimension: 3\nsizes: 4 3 2\nencoding: raw\nendian: little\n"
+        "space: left-posterior-superior\nspace directions: (0.8,0,0) (0,0.8,0) (0,0,2.5)\n"
+        "space origin: (-10,20,30)\ndata file: voxels.raw\n"
+    ).encode()
+    voxels = np.arange(24, dtype="<i2").tobytes()
+    rng = np.random.default_rng(20261202)
+    outcomes = {"read": 0, "refused": 0}
+    for n in range(120):
+        folder = tmp_path / f"case{n}"
+        folder.mkdir()
+        (folder / "voxels.raw").write_bytes(voxels if n % 4 else _corrupt(voxels, rng))
+        path = folder / "scan.nhdr"
+        path.write_bytes(_corrupt(header, rng))
+        _read_or_refuse(path, outcomes, names=[path])
+    assert outcomes["refused"] > 40 and outcomes["read"] > 0

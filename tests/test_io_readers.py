@@ -66,7 +66,7 @@ def test_small_4d_nifti_becomes_channels_last(tmp_path):
 
 def test_large_4d_nifti_is_an_error_that_says_what_to_do(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((3, 3, 3, 10), np.float32), np.eye(4)), tmp_path / "fmri.nii.gz")
-    with pytest.raises(VolumeIOError, match=r"10 volumes.*extract the volume"):
+    with pytest.raises(VolumeIOError, match=r"10 volumes.*read one with --volume N"):
         read_volume(tmp_path / "fmri.nii.gz")
 
 

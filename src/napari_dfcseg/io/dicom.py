@@ -1,17 +1,21 @@
-"""DICOM series discovery and reading, built on SimpleITK's GDCM reader.
+"""DICOM series discovery and reading: pydicom screens, SimpleITK's GDCM reads.
 
-GDCM finds the series and sorts each one by ImagePositionPatient; this module
-only adds the checks a clinician expects before trusting the geometry
-(missing slices, uneven spacing, mixed orientations, gantry tilt), reading
-per-file positions through SimpleITK's header reader.  Only non-identifying
-tags are read: modality (0008|0060), series description (0008|103e) and the
-geometry / rescale tags.
+Every file of a folder is first parsed by pydicom (:mod:`.dicom_scan`):
+GDCM trusts corrupt element lengths, and silently drops files it cannot
+parse.  Screened files are grouped by SeriesInstanceUID and sorted along the
+slice normal by ImagePositionPatient (GDCM's own rule); this module then adds
+the checks a clinician expects before trusting the geometry (damaged or
+missing slices, uneven spacing, mixed orientations, gantry tilt, several
+volumes at the same positions) and hands GDCM the checked file list to read
+the pixels.  Only non-identifying tags are read: modality (0008|0060), series
+description (0008|103e) and the geometry / rescale / acquisition tags.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,25 +24,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import VolumeIOError
-from ._errors import library_errors, one_line
+from ._errors import library_errors
+from .dicom_geometry import check_slice_positions, normal_of, pick_volume, slice_geometry, split_volumes
+from .dicom_scan import NotDicom, looks_like_dicom_name, scan_file, uid_of_damaged_file
 
 __all__ = ["SeriesInfo", "list_series", "read_dicom", "is_dicom_file"]
 
-TAG_MODALITY = "0008|0060"
-TAG_DESCRIPTION = "0008|103e"
-TAG_SERIES_UID = "0020|000e"
-TAG_POSITION = "0020|0032"
-TAG_ORIENTATION = "0020|0037"
-TAG_SLOPE = "0028|1053"
-TAG_INTERCEPT = "0028|1052"
-PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # (float / double float) pixel data
-
-# tolerances for the series checks, in mm / direction-cosine units; DICOM
-# decimal strings carry ~1e-6 relative precision, scanners round to ~1e-3 mm
-POSITION_TOL_MM = 0.01  # two slices closer than this share a position
-SPACING_TOL_MM = 0.02  # plus 1% of the spacing: a gap differing more is uneven
-TILT_TOL_MM = 0.1  # largest in-plane drift of a slice accepted as "not tilted"
-ORIENTATION_TOL = 1e-3
+MAX_LISTED = 5  # file names quoted in one message
 
 
 @dataclass(frozen=True)
@@ -49,15 +41,18 @@ class SeriesInfo:
     ----------
     number : int
         1-based position in :func:`list_series` output; pass it as
-        ``read_volume(folder, series=number)``.
+        ``read_volume(folder, series=number)`` (CLI: ``--series NUMBER``).
     uid : str
         SeriesInstanceUID (also accepted as ``series=``).
     description, modality : str
         Series description and modality ("" when absent).
     n_slices : int
-        Number of files in the series.
+        Number of images: files, or frames of a multi-frame file.
     files : tuple of str
-        The files, in GDCM's slice order.
+        The files, sorted along the slice normal.
+    multiframe : bool
+        One (enhanced) multi-frame file holding a whole volume; such files
+        are listed one entry each, even when they share a SeriesInstanceUID.
     """
 
     number: int
@@ -66,98 +61,113 @@ class SeriesInfo:
     modality: str
     n_slices: int
     files: tuple
+    multiframe: bool = False
 
     def summary(self):
-        """One line for messages and the CLI, e.g. ``2: CT "Head 2.5mm" (120 slices)``."""
-        return f'{self.number}: {self.modality or "?"} "{self.description}" ({self.n_slices} slices) uid={self.uid}'
+        """One line for messages and the CLI, e.g. ``2: CT "Head 2.5mm" (120 slices) uid=...``."""
+        size = (f"1 multi-frame file of {self.n_slices} frames" if self.multiframe
+                else f"{self.n_slices} slices")
+        return f'{self.number}: {self.modality or "?"} "{self.description}" ({size}) uid={self.uid}'
 
 
-def screen_with_pydicom(path):
-    """Refuse files whose element stream pydicom finds broken, before GDCM sees them.
+@dataclass
+class _Scan:
+    """What screening a folder found: image headers, and the files that could not be used."""
 
-    GDCM trusts corrupt element lengths and may allocate gigabytes for a
-    1 kB file; pydicom (when installed) parses the stream without loading
-    pixel data.  A file without pixel data cannot be an image either.
-    """
-    try:
-        import pydicom
-    except ImportError:  # optional: without it GDCM alone decides
-        return
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            dataset = pydicom.dcmread(str(path), defer_size=1024, force=True)
-            elements = [int(tag) for tag in dataset.keys()]
-            for tag in elements:  # parse every element except the (large) pixel data
-                if tag not in PIXEL_TAGS:
-                    dataset[tag]
-    except Exception as err:  # noqa: BLE001 - any pydicom failure means a broken file
-        raise VolumeIOError(f"{path}: not a readable DICOM file: {one_line(err)}") from None
-    encoding = getattr(dataset, "original_encoding", None)
-    implicit = encoding[0] if encoding else getattr(dataset, "is_implicit_VR", True)
-    if implicit is False and any("VR lookup failed" in str(w.message) for w in caught):
-        # an explicit-VR file carries every element's VR: a missing one means
-        # the element stream is broken (GDCM would misread its length)
-        raise VolumeIOError(f"{path}: corrupt DICOM file (an element without a valid VR)")
-    if not PIXEL_TAGS.intersection(elements):
-        raise VolumeIOError(
-            f"{path}: not a DICOM image (no pixel data found: not DICOM, a non-image object, or corrupt)"
+    headers: list
+    damaged: list  # (path, reason, series uid found in its bytes or "")
+
+
+def _listed(paths):
+    names = [str(p) for p in paths]
+    more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
+    return ", ".join(names[:MAX_LISTED]) + more
+
+
+def _scan(paths):
+    """Screen ``paths`` with pydicom (:func:`.dicom_scan.scan_file`)."""
+    headers, damaged = [], []
+    for path in paths:
+        try:
+            header = scan_file(path)
+        except NotDicom:
+            if looks_like_dicom_name(path):
+                damaged.append((str(path), "not DICOM", uid_of_damaged_file(path)))
+            continue
+        except VolumeIOError as err:
+            damaged.append((str(path), str(err), uid_of_damaged_file(path)))
+            continue
+        except OSError as err:
+            damaged.append((str(path), f"cannot open it: {err.strerror or err}", ""))
+            continue
+        if header is not None:
+            headers.append(header)
+    return _Scan(headers, damaged)
+
+
+def _files_under(folder, recursive=True):
+    if not recursive:
+        return sorted(p for p in Path(folder).iterdir() if p.is_file())
+    found = []
+    for directory, dirs, names in os.walk(folder):
+        dirs.sort()
+        found += [Path(directory) / n for n in sorted(names)]
+    return [p for p in found if p.is_file()]
+
+
+def _sorted(headers):
+    """Headers along the slice normal of the first one (GDCM's ImagePositionPatient rule),
+    else by InstanceNumber, then file name."""
+    normal = normal_of(headers[0].orientation) if headers[0].orientation is not None else None
+    if normal is not None and all(h.position is not None for h in headers):
+        return sorted(headers, key=lambda h: (float(h.position @ normal), h.instance or 0, h.path))
+    return sorted(headers, key=lambda h: (h.instance is None, h.instance or 0, h.path))
+
+
+def _series_of(headers):
+    """Group headers by SeriesInstanceUID; each multi-frame file is its own entry."""
+    by_uid = defaultdict(list)
+    for header in headers:
+        by_uid[header.uid].append(header)
+    entries = []
+    for uid, group in by_uid.items():
+        single = [h for h in group if h.frames == 1]
+        if single:
+            entries.append((uid, False, _sorted(single)))
+        entries += [(uid, True, [h]) for h in sorted(group, key=lambda h: h.path) if h.frames > 1]
+    entries.sort(key=lambda e: (e[2][0].modality, e[2][0].description, e[0], e[1], e[2][0].path))
+    return [
+        SeriesInfo(number=n, uid=uid, description=group[0].description, modality=group[0].modality,
+                   n_slices=group[0].frames if multi else len(group),
+                   files=tuple(h.path for h in group), multiframe=multi)
+        for n, (uid, multi, group) in enumerate(entries, start=1)
+    ], {tuple(h.path for h in group): group for _, _, group in entries}
+
+
+def _warn_damaged(damaged, where, stacklevel=3):
+    if damaged:
+        reasons = "; ".join(f"{path}: {reason.split(': ', 1)[-1]}" for path, reason, _ in damaged[:MAX_LISTED])
+        warnings.warn(
+            f"{where}: skipped {len(damaged)} file(s) that are not readable DICOM images: {reasons}"
+            + (f" (and {len(damaged) - MAX_LISTED} more)" if len(damaged) > MAX_LISTED else ""),
+            UserWarning, stacklevel=stacklevel,
         )
 
 
-def _header(path):
-    """SimpleITK header reader for ``path`` (pixels are not read)."""
-    screen_with_pydicom(path)
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    reader.LoadPrivateTagsOff()
-    reader.ReadImageInformation()
-    return reader
-
-
-def _tag(reader, key):
-    if not reader.HasMetaDataKey(key):
-        return ""
-    try:
-        return reader.GetMetaData(key).strip().strip("\x00").strip()
-    except (UnicodeDecodeError, RuntimeError):
-        return ""
-
-
-def _numbers(text, count):
-    try:
-        values = [float(v) for v in text.split("\\")]
-    except ValueError:
-        return None
-    return np.array(values) if len(values) == count and np.all(np.isfinite(values)) else None
-
-
-def _is_whole(text):
-    """True for an empty rescale tag or one holding a whole number."""
-    try:
-        return not text or float(text).is_integer()
-    except ValueError:
-        return False
-
-
-def is_dicom_file(path):
-    """True when GDCM can parse ``path``'s header as DICOM."""
-    try:
-        screen_with_pydicom(path)
-        return "GDCMImageIO" in sitk.ImageFileReader.GetImageIOFromFileName(str(path)) and bool(
-            _header(path).GetMetaDataKeys()
-        )
-    except Exception:  # noqa: BLE001 - any parse failure means "not DICOM"
-        return False
-
-
-def _series_ids(directory):
-    with library_errors(directory, "scan for DICOM series"):
-        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(directory)))
+def _check_folder(folder):
+    folder = Path(folder)
+    if not folder.exists():
+        raise VolumeIOError(f"{folder}: no such file or folder")
+    if not folder.is_dir():
+        raise VolumeIOError(f"{folder}: not a folder")
+    return folder
 
 
 def list_series(folder):
     """List the DICOM series under ``folder`` (searched recursively).
+
+    Every file is parsed by pydicom first; files that are damaged, or named
+    like DICOM but not DICOM, are skipped with a warning naming them.
 
     Parameters
     ----------
@@ -168,40 +178,17 @@ def list_series(folder):
     -------
     list of SeriesInfo
         Sorted by modality, description and UID; ``number`` is 1-based.
+        Each multi-frame file is an entry of its own.
 
     Raises
     ------
     VolumeIOError
         If ``folder`` is missing or not a folder.
     """
-    folder = Path(folder)
-    if not folder.exists():
-        raise VolumeIOError(f"{folder}: no such file or folder")
-    if not folder.is_dir():
-        raise VolumeIOError(f"{folder}: not a folder")
-    dirs_by_uid = {}
-    for directory, _, names in os.walk(folder):
-        if names:
-            for uid in _series_ids(directory):
-                dirs_by_uid.setdefault(uid, []).append(directory)
-    found = []
-    for uid, dirs in dirs_by_uid.items():
-        with library_errors(folder, f"list the files of series {uid}"):
-            if len(dirs) == 1:
-                files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(dirs[0], uid)
-            else:  # one series spread over sub-folders: let GDCM sort them all
-                root = os.path.commonpath(dirs)
-                files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(root, uid, recursive=True)
-        if not files:
-            continue
-        with library_errors(files[0], "read the DICOM header"):
-            first = _header(files[0])
-        found.append((_tag(first, TAG_MODALITY), _tag(first, TAG_DESCRIPTION), uid, tuple(files)))
-    found.sort()
-    return [
-        SeriesInfo(number=n, uid=uid, description=desc, modality=mod, n_slices=len(files), files=files)
-        for n, (mod, desc, uid, files) in enumerate(found, start=1)
-    ]
+    folder = _check_folder(folder)
+    scan = _scan(_files_under(folder))
+    _warn_damaged(scan.damaged, folder)
+    return _series_of(scan.headers)[0]
 
 
 def _choose(series_list, series, where):
@@ -209,116 +196,101 @@ def _choose(series_list, series, where):
     if series is None:
         if len(series_list) == 1:
             return series_list[0]
-        raise VolumeIOError(f"{where}: holds {len(series_list)} DICOM series, pick one with series=: {listing}")
+        if all(s.multiframe for s in series_list):
+            raise VolumeIOError(
+                f"{where}: holds {len(series_list)} multi-frame DICOM files, each a separate volume; "
+                f"pick one with --series NUMBER (series=NUMBER in Python): {listing}"
+            )
+        raise VolumeIOError(
+            f"{where}: holds {len(series_list)} DICOM series; pick one with --series NUMBER or UID "
+            f"(series= in Python): {listing}"
+        )
     if isinstance(series, str) and series.strip().isdigit():
         series = int(series)
     if isinstance(series, (int, np.integer)) and not isinstance(series, bool):
         if 1 <= series <= len(series_list):
             return series_list[series - 1]
         raise VolumeIOError(f"{where}: no series number {series} (numbers start at 1): {listing}")
-    for info in series_list:
-        if info.uid == str(series).strip():
-            return info
+    matches = [info for info in series_list if info.uid == str(series).strip()]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise VolumeIOError(
+            f"{where}: {len(matches)} entries share the series UID {series}; pick one by its number: {listing}"
+        )
     raise VolumeIOError(f"{where}: no series {series!r}: {listing}")
 
 
-def _series_files_for(path):
-    """Files of the series that the single file ``path`` belongs to, sorted.
-
-    Falls back to ``path`` alone when its folder cannot be scanned or holds
-    no other file of its series.
-    """
-    with library_errors(path, "read the DICOM header"):
-        uid = _tag(_header(path), TAG_SERIES_UID)
-    if not uid:
-        return [str(path)]
+def is_dicom_file(path):
+    """True when pydicom parses ``path`` as a DICOM image (pixel data present)."""
     try:
-        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path.parent), uid))
-    except (RuntimeError, TypeError):  # a file in the folder upsets GDCM, or the UID is garbled
-        return [str(path)]
-    if not any(Path(f).resolve() == path.resolve() for f in files):
-        return [str(path)]
-    return files
+        return scan_file(path) is not None
+    except Exception:  # noqa: BLE001 - any parse failure means "not a DICOM image"
+        return False
 
 
-def _slice_geometry(files, where):
-    """Positions (n, 3), orientation (6,), slope/intercept sets, from each header."""
-    positions, orientations, rescales = [], [], set()
-    for name in files:
-        with library_errors(name, "read the DICOM header"):
-            header = _header(name)
-        positions.append(_numbers(_tag(header, TAG_POSITION), 3))
-        orientations.append(_numbers(_tag(header, TAG_ORIENTATION), 6))
-        rescales.add((_tag(header, TAG_SLOPE), _tag(header, TAG_INTERCEPT)))
-    if any(p is None for p in positions) or any(o is None for o in orientations):
+def _one_file(path):
+    """The header of the single file ``path``, or a one-line error saying why it is not an image."""
+    try:
+        header = scan_file(path)
+    except NotDicom:
+        header = None
+    except VolumeIOError:
+        raise
+    except OSError as err:
+        raise VolumeIOError(f"{path}: cannot open it: {err.strerror or err}") from None
+    if header is None:
         raise VolumeIOError(
-            f"{where}: {sum(p is None for p in positions)} of {len(files)} slices lack "
-            "ImagePositionPatient/ImageOrientationPatient; the slices cannot be ordered in space"
+            f"{path}: not a DICOM image (no pixel data found: not DICOM, a non-image object, or corrupt)"
         )
-    orientations = np.array(orientations)
-    spread = np.abs(orientations - orientations[0]).max()
-    if spread > ORIENTATION_TOL:
-        n_kinds = len({tuple(np.round(o, 2)) for o in orientations})
-        raise VolumeIOError(
-            f"{where}: slices have {n_kinds} different orientations (ImageOrientationPatient); "
-            "this looks like a localizer or several stacks in one series"
-        )
-    return np.array(positions), orientations[0], rescales
+    return header
 
 
-def check_slice_positions(positions, orientation, where):
-    """Check sorted slice positions; return a warning text or ``None``.
+def _choose_files(path, series):
+    """(headers of the chosen series in slice order, damaged files, where) for a folder or one file."""
+    if path.is_dir():
+        scan = _scan(_files_under(path))
+        found, groups = _series_of(scan.headers)
+        if not found:
+            detail = ""
+            if scan.damaged:
+                first = scan.damaged[0][1].split(": ", 1)[-1]
+                detail = (f"; {len(scan.damaged)} file(s) could not be read: "
+                          f"{_listed(p for p, _, _ in scan.damaged)} (first: {first})")
+            raise VolumeIOError(f"{path}: no DICOM files found (searched sub-folders too){detail}")
+        info = _choose(found, series, path)
+        return groups[info.files], scan.damaged, info, path
+    header = _one_file(path)
+    if header.frames > 1 or not header.uid:
+        return [header], [], None, path
+    # the rest of the series: same UID in the same folder (not sub-folders)
+    scan = _scan(_files_under(path.parent, recursive=False))
+    same = [h for h in scan.headers if h.uid == header.uid and h.frames == 1]
+    if not any(Path(h.path).resolve() == path.resolve() for h in same):
+        same.append(header)
+    where = path.parent if len(same) > 1 else path
+    return _sorted(same), scan.damaged, None, where
 
-    Raises
-    ------
-    VolumeIOError
-        Duplicate positions, a missing slice or a gantry tilt.
-    """
-    row, col = orientation[:3], orientation[3:]
-    normal = np.cross(row, col)
-    normal /= np.linalg.norm(normal)
-    depths = positions @ normal
-    close = np.diff(np.sort(depths)) < POSITION_TOL_MM
-    if np.any(close):
+
+def _check_damaged(damaged, uid, where):
+    """A damaged file of the chosen series is an error; other unreadable files a warning."""
+    ours = [p for p, _, found_uid in damaged if found_uid and found_uid == uid]
+    if ours:
+        reason = next(r for p, r, _ in damaged if p == ours[0])
         raise VolumeIOError(
-            f"{where}: {int(np.sum(close))} slice(s) share a position with another; the series "
-            "holds several acquisitions (time points, echoes, phases) at the same place"
+            f"{where}: {len(ours)} file(s) of this series cannot be read, so slices would be missing: "
+            f"{_listed(ours)} ({reason.split(': ', 1)[-1]})"
         )
-    along = np.diff(depths)
-    if not (np.all(along > 0) or np.all(along < 0)):
-        raise VolumeIOError(f"{where}: the slices could not be ordered by position")
-    # in-plane drift of every slice from the stack through the first one:
-    # direct differences, so DICOM's rounding of positions does not add up
-    offsets = positions - positions[0]
-    drift = np.linalg.norm(offsets - np.outer(offsets @ normal, normal), axis=1)
-    if drift.max() > TILT_TOL_MM:
-        last = int(np.argmax(drift))
-        tilt = np.degrees(np.arctan2(drift[last], abs(offsets[last] @ normal)))
-        raise VolumeIOError(
-            f"{where}: slices are stacked at {tilt:.2f} degrees to their normal (gantry/detector tilt); "
-            "resample it first, e.g. with dcm2niix or Slicer's 'Acquisition geometry regularization'"
-        )
-    gaps = np.abs(along)
-    typical = float(np.median(gaps))
-    ratio = gaps / typical
-    uneven = np.abs(gaps - typical) > SPACING_TOL_MM + 0.01 * typical
-    missing = uneven & (ratio > 1.5) & (np.abs(ratio - np.round(ratio)) < 0.1)
-    if np.any(missing):
-        first = int(np.argmax(missing))
-        raise VolumeIOError(
-            f"{where}: missing slice(s): {int(np.sum(np.round(ratio[missing]) - 1))} gap(s) in a "
-            f"{typical:.3g} mm series, first between slices {first + 1} and {first + 2} "
-            f"({gaps[first]:.3g} mm apart)"
-        )
-    if np.any(uneven):
-        mean = (gaps.sum()) / len(gaps)
-        worst = np.abs(np.cumsum(np.concatenate([[0.0], gaps])) - mean * np.arange(len(gaps) + 1)).max()
-        listed = ", ".join(f"{i + 1}-{i + 2}: {gaps[i]:.3g} mm" for i in np.flatnonzero(uneven)[:5])
-        return (
-            f"{where}: uneven slice spacing (typical {typical:.3g} mm; {listed}); the volume uses the "
-            f"mean spacing {mean:.4g} mm, so slices may be up to {worst:.3g} mm from their true position"
-        )
-    return None
+    # files of other series do not concern this one; files whose series is unknown may
+    _warn_damaged([d for d in damaged if not d[2]], where, stacklevel=5)
+
+
+def _is_whole(text):
+    """True for an empty rescale tag or one holding a whole number."""
+    try:
+        return not text or float(text).is_integer()
+    except ValueError:
+        return False
 
 
 @contextmanager
@@ -332,7 +304,7 @@ def _quiet_itk():
         sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
-def read_dicom(path, series=None):
+def read_dicom(path, series=None, volume=None):
     """Read a DICOM series (from a folder or one of its files) as a SimpleITK image.
 
     Parameters
@@ -341,33 +313,41 @@ def read_dicom(path, series=None):
         A folder (searched recursively) or one DICOM file of the series.
     series : str or int, optional
         SeriesInstanceUID, or the 1-based ``number`` from :func:`list_series`.
-        Needed only when the folder holds several series.
+        Needed only when the folder holds several series (or multi-frame files).
+    volume : int, optional
+        1-based volume of a series whose slice positions repeat (see
+        :func:`split_volumes`); needed only for such series.
 
     Returns
     -------
     image : SimpleITK.Image
         With rescale slope/intercept applied.
     modality, description : str
+
+    Raises
+    ------
+    VolumeIOError
+        Damaged files of the series, inconsistent geometry, an ambiguous
+        choice (several series / volumes), or a file GDCM cannot decode.
     """
     path = Path(path)
-    if path.is_dir():
-        found = list_series(path)
-        if not found:
-            raise VolumeIOError(f"{path}: no DICOM files found (searched sub-folders too)")
-        files = list(_choose(found, series, path).files)
-    else:
-        files = _series_files_for(path)
-    where = path if len(files) > 1 or path.is_dir() else Path(files[0])
-    with library_errors(files[0], "read the DICOM header"):
-        first = _header(files[0])
-    modality, description = _tag(first, TAG_MODALITY), _tag(first, TAG_DESCRIPTION)
-    if len(files) == 1:
-        with library_errors(files[0], "read the DICOM image"), _quiet_itk():
-            return sitk.ReadImage(str(files[0])), modality, description
-    positions, orientation, rescales = _slice_geometry(files, where)
-    message = check_slice_positions(positions, orientation, where)
-    if message:
-        warnings.warn(message, UserWarning, stacklevel=3)
+    headers, damaged, _, where = _choose_files(path, series)
+    _check_damaged(damaged, headers[0].uid, where)
+    modality, description = headers[0].modality, headers[0].description
+    if len(headers) == 1:
+        if volume not in (None, 1):
+            raise VolumeIOError(f"{where}: no volume {volume}: it holds one volume")
+        with library_errors(headers[0].path, "read the DICOM image"), _quiet_itk():
+            return sitk.ReadImage(headers[0].path), modality, description
+    positions, orientation = slice_geometry(headers, where)
+    headers = pick_volume(split_volumes(headers, normal_of(orientation), where), volume, where)
+    positions = np.array([h.position for h in headers])
+    if len(headers) > 1:
+        message = check_slice_positions(positions, orientation, where)
+        if message:
+            warnings.warn(message, UserWarning, stacklevel=3)
+    files = [h.path for h in headers]
+    rescales = {h.rescale for h in headers}
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     reader.LoadPrivateTagsOff()
@@ -377,5 +357,5 @@ def read_dicom(path, series=None):
         # a fractional slope makes GDCM return float64: read float32 directly
         reader.SetOutputPixelType(sitk.sitkFloat32)
     with library_errors(where, "read the DICOM series"), _quiet_itk():
-        image = reader.Execute()
+        image = reader.Execute() if len(files) > 1 else sitk.ReadImage(files[0])
     return image, modality, description

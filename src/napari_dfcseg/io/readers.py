@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from ..errors import DFCError, VolumeIOError
 from ._errors import library_errors, one_line
 from .dicom import is_dicom_file, read_dicom
+from .headers import check_detached_data_file, verify_gzip_stream
 from .volume import Volume
 
 __all__ = ["read_volume", "MAX_CHANNELS", "NIFTI_SUFFIXES", "ITK_SUFFIXES"]
@@ -37,7 +38,17 @@ def _suffix(path):
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def read_volume(path, series=None):
+def _check_volume_number(volume, path):
+    if volume is None:
+        return None
+    if isinstance(volume, str) and volume.strip().isdigit():
+        volume = int(volume)
+    if isinstance(volume, bool) or not isinstance(volume, (int, np.integer)) or volume < 1:
+        raise VolumeIOError(f"{path}: volume must be a whole number >= 1 (1 = the first); got {volume!r}")
+    return int(volume)
+
+
+def read_volume(path, series=None, volume=None):
     """Read a scan into a :class:`Volume`.
 
     Parameters
@@ -74,8 +85,9 @@ def read_volume(path, series=None):
     path = Path(path).expanduser()
     if not path.exists():
         raise VolumeIOError(f"{path}: no such file or folder")
+    volume = _check_volume_number(volume, path)
     if path.is_dir():
-        image, modality, description = read_dicom(path, series)
+        image, modality, description = read_dicom(path, series, volume)
         return volume_from_sitk(image, path, modality=modality, description=description)
     if path.stat().st_size == 0:
         raise VolumeIOError(f"{path}: the file is empty")
@@ -83,13 +95,14 @@ def read_volume(path, series=None):
     if series is not None and suffix in NIFTI_SUFFIXES + ITK_SUFFIXES:
         raise VolumeIOError(f"{path}: series={series!r} applies only to DICOM, this is a {suffix} file")
     if suffix in NIFTI_SUFFIXES:
-        return read_nifti(path)
+        return read_nifti(path, volume)
     if suffix in ITK_SUFFIXES:
+        check_detached_data_file(path)
         with library_errors(path, f"read the {suffix} file"):
             image = sitk.ReadImage(str(path))
-        return volume_from_sitk(image, path)
+        return volume_from_sitk(image, path, volume=volume)
     if suffix in DICOM_SUFFIXES or is_dicom_file(path):
-        image, modality, description = read_dicom(path, series)
+        image, modality, description = read_dicom(path, series, volume)
         return volume_from_sitk(image, path, modality=modality, description=description)
     raise VolumeIOError(
         f"{path}: not a supported scan (NIfTI .nii/.nii.gz, NRRD, MetaImage .mha/.mhd, or DICOM)"
@@ -97,8 +110,20 @@ def read_volume(path, series=None):
 
 
 # ----------------------------------------------------------------- SimpleITK
-def volume_from_sitk(image, source, modality="", description=""):
-    """A :class:`Volume` from a 2D, 3D or small-4D SimpleITK image."""
+def _volume_count_error(source, what, n_volumes):
+    return VolumeIOError(
+        f"{source}: {what} with {n_volumes} volumes; at most {MAX_CHANNELS} are read as channels: "
+        f"read one with --volume N (volume=N in Python), N = 1..{n_volumes}"
+    )
+
+
+def _pick(n_volumes, volume, source):
+    if volume is not None and volume > n_volumes:
+        raise VolumeIOError(f"{source}: no volume {volume}: the image holds {n_volumes} (numbers start at 1)")
+
+
+def volume_from_sitk(image, source, modality="", description="", volume=None):
+    """A :class:`Volume` from a 2D, 3D or 4D SimpleITK image (``volume``: 1-based, 4D only)."""
     dim = image.GetDimension()
     if 0 in image.GetSize():
         raise VolumeIOError(f"{source}: the image has a zero-sized dimension {image.GetSize()}")
@@ -109,6 +134,13 @@ def volume_from_sitk(image, source, modality="", description=""):
         )
     if "complex" in image.GetPixelIDTypeAsString():
         raise VolumeIOError(f"{source}: complex-valued images are not supported")
+    if volume is not None and dim == 4:
+        n_volumes = image.GetSize()[3]
+        _pick(n_volumes, volume, source)
+        image = image[:, :, :, volume - 1]  # SimpleITK slicing drops the 4th axis
+        dim = 3
+    elif volume not in (None, 1):
+        raise VolumeIOError(f"{source}: no volume {volume}: the image holds one volume")
     with library_errors(source, "convert the image to an array"):
         array = sitk.GetArrayFromImage(image)
     spacing = np.array(image.GetSpacing(), float)
@@ -126,10 +158,7 @@ def volume_from_sitk(image, source, modality="", description=""):
             raise VolumeIOError(f"{source}: 4D multi-component images are not supported")
         n_volumes = array.shape[0]
         if n_volumes > MAX_CHANNELS:
-            raise VolumeIOError(
-                f"{source}: 4D image with {n_volumes} volumes; at most {MAX_CHANNELS} are read "
-                "(as channels): extract the volume you want first"
-            )
+            raise _volume_count_error(source, "4D image", n_volumes)
         array = np.moveaxis(array, 0, -1)
         spacing, origin, direction = spacing[:3], origin[:3], direction[:3, :3]
     elif dim != 3:
@@ -191,10 +220,7 @@ def _nifti_channels_last(data, path):
     if data.ndim > 4:
         raise VolumeIOError(f"{path}: {data.ndim}D NIfTI images are not supported")
     if data.ndim == 4 and data.shape[3] > MAX_CHANNELS:
-        raise VolumeIOError(
-            f"{path}: 4D NIfTI with {data.shape[3]} volumes; at most {MAX_CHANNELS} are read "
-            "(as channels): extract the volume you want first (e.g. fslroi)"
-        )
+        raise _volume_count_error(path, "4D NIfTI", data.shape[3])
     return data
 
 
@@ -229,7 +255,22 @@ def _nifti_affine(img, path):
     return affine
 
 
-def read_nifti(path):
+def _nifti_voxels(img, volume, path):
+    """All voxels, or only the (1-based) ``volume`` of a 4D file: nibabel slices the proxy lazily."""
+    shape = img.shape
+    if volume is None:
+        return np.asanyarray(img.dataobj)
+    if len(shape) < 4 or int(np.prod(shape[3:])) == 1:
+        if volume != 1:
+            raise VolumeIOError(f"{path}: no volume {volume}: the image holds one volume")
+        return np.asanyarray(img.dataobj)
+    if len(shape) > 4:
+        raise VolumeIOError(f"{path}: volume= applies to 4D NIfTI; this one is {len(shape)}D {tuple(shape)}")
+    _pick(shape[3], volume, path)
+    return np.asanyarray(img.dataobj[..., volume - 1])
+
+
+def read_nifti(path, volume=None):
     """Read a NIfTI-1/2 file with nibabel into a :class:`Volume` (see :func:`read_volume`)."""
     import nibabel as nib
 
@@ -241,7 +282,9 @@ def read_nifti(path):
         _check_nifti_size(path, img)
         affine = _nifti_affine(img, path)
     with library_errors(path, "read the NIfTI voxels"):
-        data = np.asanyarray(img.dataobj)
+        data = _nifti_voxels(img, volume, path)
+    if _suffix(path) == ".nii.gz":
+        verify_gzip_stream(path)
     data = _nifti_channels_last(data, path)
     if data is None:
         raise VolumeIOError(f"{path}: 4D RGB NIfTI images are not supported")
