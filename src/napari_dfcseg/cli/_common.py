@@ -67,8 +67,13 @@ def warning_line(message, category, filename, lineno, file=None, line=None):
 
 
 def say(args, message):
-    """A summary line on stdout, unless --quiet."""
-    if not getattr(args, "quiet", False):
+    """A summary line on stdout, unless --quiet (with ``--progress json``: a JSON line)."""
+    mode = getattr(args, "progress", "bar")
+    if mode in ("json", "slicer"):
+        from ._machine_progress import MachineProgress
+
+        MachineProgress(mode, "message").message(message)  # stdout stays machine-readable
+    elif not getattr(args, "quiet", False):
         print(message, flush=True)
 
 
@@ -123,8 +128,14 @@ def _terminal_columns():
 
 
 def progress_for(args, desc):
-    """A :class:`Progress` bar, enabled when stderr is a terminal and not ``--quiet``."""
-    return Progress(sys.stderr.isatty() and not getattr(args, "quiet", False), desc)
+    """A :class:`Progress` bar, enabled when stderr is a terminal and not ``--quiet``;
+    with ``--progress json``/``slicer``, machine-readable lines on stdout instead."""
+    mode = getattr(args, "progress", "bar")
+    if mode in ("json", "slicer"):
+        from ._machine_progress import MachineProgress
+
+        return MachineProgress(mode, desc)
+    return Progress(mode == "bar" and sys.stderr.isatty() and not getattr(args, "quiet", False), desc)
 
 
 # --------------------------------------------------------------------------- Ctrl-C

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from ..errors import DFCError, InvalidInputError
 
-LABEL_SUFFIXES = (".nii", ".nii.gz")
+LABEL_SUFFIXES = (".nii", ".nii.gz", ".seg.nrrd")
 MODEL_SUFFIXES = (".pt", ".pth")
 
 
 def check_output(output, inputs, *, overwrite, suffixes=LABEL_SUFFIXES, what="OUTPUT"):
     """Refuse an output that would overwrite an input or any existing file."""
-    from ..io import is_label_volume, is_same_file
+    from ..io import is_label_volume, is_same_file, is_seg_nrrd
 
     out = Path(output)
     if not str(out.name).lower().endswith(suffixes):
@@ -26,8 +26,9 @@ def check_output(output, inputs, *, overwrite, suffixes=LABEL_SUFFIXES, what="OU
         raise InvalidInputError(f"{what} {output} is a folder")
     if out.exists() and not overwrite:
         raise InvalidInputError(f"{what} {output} exists: pass --overwrite to replace it")
-    if out.exists() and suffixes == LABEL_SUFFIXES and not is_label_volume(out):
-        # write_labels refuses it too, but only after the run: say so before the minutes of work
+    replaceable = is_seg_nrrd if out.name.lower().endswith(".seg.nrrd") else is_label_volume
+    if out.exists() and suffixes == LABEL_SUFFIXES and not replaceable(out):
+        # the writers refuse it too, but only after the run: say so before the minutes of work
         raise InvalidInputError(f"{what} {output} exists and is not a label volume: refusing to"
                                 " overwrite it")
     if not out.parent.exists() and str(out.parent) != "":
@@ -81,9 +82,13 @@ def load_inputs(args, path, *, mask_path=None, scribbles_path=None):
 
 
 def write(output, labels, like, names=None):
-    from ..io import write_labels
+    """Write the labels as ``output`` says: ``.seg.nrrd`` (3D Slicer) or NIfTI + colour tables."""
+    from ..io import write_labels, write_seg_nrrd
 
     Path(output).parent.mkdir(parents=True, exist_ok=True)
+    if str(output).lower().endswith(".seg.nrrd"):
+        # check_output has already refused an existing file unless --overwrite was given
+        return [write_seg_nrrd(output, labels, like=like, names=names, overwrite=True)]
     return write_labels(output, labels, like=like, names=names)
 
 

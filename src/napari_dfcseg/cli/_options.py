@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..engine.config import DEVICES, MODES
 from ..errors import DFCError, InvalidInputError
 from ._common import non_negative_float, non_negative_int, positive_int
+from ._machine_progress import PROGRESS_MODES
 
 
 def add_engine_options(p, *, scribbles=True):
@@ -42,6 +43,11 @@ def add_run_options(p):
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="torch device (default auto: cuda, then mps, then cpu)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="bar",
+                   help="bar: a progress bar on stderr when it is a terminal (default); json: one "
+                        "JSON object a line on stdout (stage, iteration, total, fraction, loss, "
+                        "labels), for programs running dfcseg; slicer: 3D Slicer's "
+                        "<filter-progress> lines; none: no progress")
 
 
 def add_output_options(p):

@@ -7,6 +7,7 @@ import os
 from ..errors import InvalidInputError
 from ..engine.result import check_cancel
 from ._common import non_negative_int, progress_for, say
+from ._dicom_seg import add_dicom_seg_options, check_dicom_seg, write_dicom_seg_output
 from ._files import MODEL_SUFFIXES, check_output, label_summary, load_inputs, save_model, write
 from ._options import add_engine_options, add_output_options, add_run_options, config_from_args
 
@@ -23,13 +24,14 @@ def register(sub):
     p = sub.add_parser("apply", help="label a scan with a trained reference model")
     p.add_argument("model", metavar="MODEL", help="model file written by train or --save-model")
     p.add_argument("input", metavar="INPUT", help="scan to label")
-    p.add_argument("output", metavar="OUTPUT", help="label volume to write (.nii or .nii.gz)")
+    p.add_argument("output", metavar="OUTPUT", help="label volume to write (.nii, .nii.gz or .seg.nrrd)")
     p.add_argument("--mask", default=None, metavar="PATH", help="only label voxels > 0")
     p.add_argument("--series", default=None, metavar="UID", help="DICOM series to read")
     p.add_argument("--channel", nargs="+", default=[], metavar="EXTRA_INPUT",
                    help="extra channels, as when the model was trained")
     p.add_argument("--min-size", type=non_negative_int, default=None, metavar="N",
                    help="merge connected regions smaller than N voxels into a neighbour")
+    add_dicom_seg_options(p)
     add_run_options(p)
     add_output_options(p)
     p.set_defaults(handler=run_apply)
@@ -67,6 +69,7 @@ def run_apply(args, cancel):
                  overwrite=args.overwrite)
     if not os.path.exists(args.model):
         raise InvalidInputError(f"MODEL {args.model}: no such file")
+    check_dicom_seg(args, [args.input, args.model, args.mask])
     from ..engine.model import load_model
     from ..engine.pipeline import apply_model
 
@@ -83,5 +86,6 @@ def run_apply(args, cancel):
         progress.close()
     check_cancel(cancel)
     written = write(args.output, labels, volume)
+    written += write_dicom_seg_output(args, labels, volume)
     say(args, f"{label_summary(labels)} labels; wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -5,16 +5,20 @@ from __future__ import annotations
 from ..errors import InvalidInputError
 from ..engine.result import check_cancel
 from ._common import progress_for, say
+from ._dicom_seg import add_dicom_seg_options, check_dicom_seg, write_dicom_seg_output
 from ._files import MODEL_SUFFIXES, check_output, label_summary, load_inputs, save_model, write
 from ._options import add_engine_options, add_output_options, config_from_args
 
 
 def register(sub):
     """Add ``segment`` to the sub-parsers ``sub``."""
-    p = sub.add_parser("segment", help="segment one scan, write a NIfTI label volume")
+    p = sub.add_parser("segment", help="segment one scan, write a label volume (NIfTI or .seg.nrrd)")
     p.add_argument("input", metavar="INPUT", help="scan: NIfTI, NRRD, MHA, ... or a DICOM folder")
-    p.add_argument("output", metavar="OUTPUT", help="label volume to write (.nii or .nii.gz)")
+    p.add_argument("output", metavar="OUTPUT",
+                   help="label volume to write: .nii/.nii.gz (+ ITK-SNAP and Slicer colour tables) "
+                        "or .seg.nrrd (3D Slicer segmentation with named, coloured segments)")
     add_engine_options(p)
+    add_dicom_seg_options(p)
     p.add_argument("--save-model", default=None, metavar="PATH",
                    help="also save the trained network, to apply to other scans")
     add_output_options(p)
@@ -29,6 +33,7 @@ def run_segment(args, cancel):
     if args.save_model:
         check_output(args.save_model, [args.input, args.output], overwrite=args.overwrite,
                      suffixes=MODEL_SUFFIXES, what="--save-model")
+    check_dicom_seg(args, [args.input, args.save_model])
     config = config_from_args(args)
     volume, inputs = load_inputs(args, args.input, mask_path=args.mask[0] if args.mask else None,
                                  scribbles_path=args.scribbles)
@@ -43,6 +48,7 @@ def run_segment(args, cancel):
         progress.close()
     check_cancel(cancel)
     written = write(args.output, result.labels, volume)
+    written += write_dicom_seg_output(args, result.labels, volume)
     if args.save_model:
         save_model(result.model, args.save_model)
         written = [*written, args.save_model]
