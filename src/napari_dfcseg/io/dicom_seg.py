@@ -48,24 +48,49 @@ _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
                  "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
+def _series_uid(path):
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+    except Exception:  # noqa: BLE001 - not DICOM (or unreadable): not part of the series
+        return None
+    return str(ds.get("SeriesInstanceUID", "")) or None
+
+
 def dicom_series_files(path, series=None):
     """The files of the DICOM series that ``read_volume(path, series=series)`` reads.
+
+    ``path`` is a folder (searched recursively, as the reader does) or one
+    file of the series (its folder is searched for the rest); ``series`` is
+    a SeriesInstanceUID or the 1-based number of :func:`~napari_dfcseg.io.list_series`.
 
     Raises
     ------
     VolumeIOError
-        When ``path`` is not a DICOM series (folder or one file of it).
+        When ``path`` is not a DICOM series, or the series choice is ambiguous.
     """
-    from .dicom import _choose, _series_files_for, is_dicom_file, list_series
+    from .dicom import is_dicom_file, list_series
 
     path = Path(path)
     if path.is_dir():
         found = list_series(path)
         if not found:
             raise VolumeIOError(f"{path}: no DICOM files found; a DICOM SEG needs a DICOM series as input")
-        return [Path(f) for f in _choose(found, series, path).files]
+        if series is None and len({info.uid for info in found}) == 1:
+            return [Path(f) for info in found for f in info.files]
+        text = str(series).strip() if series is not None else ""
+        chosen = [info for info in found if info.uid == text or (text.isdigit() and info.number == int(text))]
+        if not chosen:
+            listing = "; ".join(info.summary() for info in found)
+            raise VolumeIOError(f"{path}: holds {len(found)} DICOM series; give the one the SEG is for "
+                                f"(series=): {listing}")
+        return [Path(f) for f in chosen[0].files]
     if path.is_file() and is_dicom_file(path):
-        return [Path(f) for f in _series_files_for(path)]
+        uid = _series_uid(path)
+        if uid is None:
+            return [path]
+        return sorted(f for f in path.parent.iterdir() if f.is_file() and _series_uid(f) == uid)
     raise VolumeIOError(f"{path}: is not a DICOM series; a DICOM SEG can only be written for DICOM input")
 
 
