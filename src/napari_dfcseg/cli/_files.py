@@ -92,17 +92,9 @@ def write(output, labels, like, names=None):
     return write_labels(output, labels, like=like, names=names)
 
 
-def save_model(model, path):
-    """model.save to a temporary file beside ``path``, renamed at the end."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}{''.join(target.suffixes)}")
-    try:
-        model.save(tmp)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
+def save_model(model, path, *, overwrite=False):
+    """``model.save``: atomic (mkstemp in the target folder, fsync, rename), never clobbering."""
+    return model.save(path, overwrite=overwrite)
 
 
 def label_summary(labels):

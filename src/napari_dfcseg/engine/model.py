@@ -20,9 +20,10 @@ import torch
 
 from ..errors import ModelFileError
 from .config import DFCConfig
+from .model_check import DamagedModel, checked_fields, one_line_text
 from .network import DFCNet, kernel_shape
 
-__all__ = ["Model", "load_model"]
+__all__ = ["Model", "load_model", "is_model_file"]
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,7 @@ class Model:
         net.load_state_dict(self.state_dict)
         return net.to(device).eval()
 
-    def save(self, path) -> Path:
-        """Write the model to ``path`` (by convention ``*.pt``): tensors and plain types only."""
-        path = Path(path)
+    def _payload(self) -> dict:
         payload = {
             "format": _FORMAT,
             "version": _VERSION,
@@ -122,19 +121,58 @@ class Model:
             payload["kernel_shape"] = [int(k) for k in self.kernel_shape]
         if self.spacings is not None:
             payload["spacings"] = [[float(v) for v in s] for s in self.spacings]
-        try:
-            torch.save(payload, path)
-        except OSError as exc:
-            raise ModelFileError(f"cannot write model file {path}: {exc.strerror or exc}") from None
-        return path
+        return payload
+
+    def output(self, path):
+        """The model file as an :class:`~napari_dfcseg.io.atomic.Output`, to be written together
+        with other outputs (``dfcseg segment --save-model``) by :func:`~napari_dfcseg.io.write_outputs`."""
+        from ..io.atomic import Output
+
+        payload = self._payload()
+        return Output(path, write=lambda stream: torch.save(payload, stream),
+                      may_replace=is_model_file, kind="napari-dfcseg model file")
+
+    def save(self, path, *, overwrite=True) -> Path:
+        """Write the model to ``path`` (by convention ``*.pt``): tensors and plain types only.
+
+        Atomic (:mod:`napari_dfcseg.io.atomic`): the file is written to a
+        temporary file in the same folder (``mkstemp``, through its
+        descriptor, fsync-ed) and renamed into place, so a full disk or an
+        interruption never leaves a truncated model.  With ``overwrite``
+        (default, as a save dialog that has asked) only an existing
+        napari-dfcseg model file may be replaced; without, any existing file
+        is refused.
+
+        Raises
+        ------
+        ModelFileError
+            The folder is missing or unwritable, the disk is full, or the
+            target exists and may not be replaced; nothing is left behind.
+        """
+        from ..io.atomic import write_outputs
+
+        return write_outputs([self.output(path)], overwrite=overwrite, error=ModelFileError)[0]
+
+
+def is_model_file(path) -> bool:
+    """True when ``path`` is a napari-dfcseg model file (safe to replace with ``overwrite``)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - unreadable means "not ours to overwrite"
+        return False
+    return isinstance(payload, dict) and payload.get("format") == _FORMAT
 
 
 def load_model(path) -> Model:
-    """Read a model written by :meth:`Model.save`.
+    """Read a model written by :meth:`Model.save`, checking every field.
 
     The file is read with ``torch.load(weights_only=True)``: only tensors and
     plain Python types are accepted, so a file carrying code is refused with
-    :class:`~napari_dfcseg.errors.ModelFileError` before anything runs.
+    :class:`~napari_dfcseg.errors.ModelFileError` before anything runs.  Then
+    every field is checked (:func:`check_model_payload`): types, ranges,
+    shapes against the network, finiteness, and the label map against the
+    label file's range, so that a damaged file is an error rather than a
+    volume of wrong labels.
     """
     path = Path(path)
     if not path.is_file():
@@ -149,23 +187,11 @@ def load_model(path) -> Model:
     if payload.get("version") != _VERSION:
         raise ModelFileError(f"{path}: unsupported model file version {payload.get('version')!r}")
     try:
-        model = Model(
-            config=DFCConfig.from_dict(payload["config"]),
-            mode=payload["mode"],
-            in_channels=int(payload["in_channels"]),
-            state_dict=payload["state_dict"],
-            norm_stats=payload["norm_stats"],
-            label_of=payload["label_of"].numpy(),
-            label_means=payload["label_means"].numpy(),
-            n_scribble_classes=int(payload["n_scribble_classes"]),
-            seed=int(payload["seed"]),
-            n_iterations=int(payload["n_iterations"]),
-            kernel_shape=(tuple(int(k) for k in payload["kernel_shape"])
-                          if "kernel_shape" in payload else None),
-            spacings=(tuple(tuple(float(v) for v in s) for s in payload["spacings"])
-                      if "spacings" in payload else None),
-        )
-        model.network()  # the weights must fit the architecture
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        model = Model(**checked_fields(payload))
+        model.network()  # the weights must fit the architecture (strict shapes)
+    except DamagedModel as exc:
         raise ModelFileError(f"{path} is a damaged napari-dfcseg model file: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else one_line_text(exc)
+        raise ModelFileError(f"{path} is a damaged napari-dfcseg model file: {detail}") from None
     return model

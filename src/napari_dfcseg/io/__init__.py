@@ -11,11 +11,13 @@ ITK-SNAP and napari.  Conventions are described in ``docs/geometry.md``.
 This package never imports torch, napari or Qt.
 """
 
+from .atomic import Output, check_outputs, stage_outputs, write_outputs
 from .dicom import SeriesInfo, list_series
 from .readers import read_volume
 from .seg_nrrd import is_seg_nrrd, write_seg_nrrd
 from .volume import Volume
-from .writer import is_label_volume, is_same_file, label_colour, label_file_paths, write_labels
+from .writer import (is_label_volume, is_same_file, label_colour, label_file_paths, label_outputs,
+                     write_labels)
 
 __all__ = [
     "Volume",
@@ -29,4 +31,9 @@ __all__ = [
     "label_file_paths",
     "write_seg_nrrd",
     "is_seg_nrrd",
+    "label_outputs",
+    "Output",
+    "check_outputs",
+    "stage_outputs",
+    "write_outputs",
 ]

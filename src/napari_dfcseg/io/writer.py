@@ -10,24 +10,26 @@ same names and colours as napari (:func:`label_colour`).
 from __future__ import annotations
 
 import colorsys
+import gzip
 import os
 import re
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import VolumeIOError
-from ._errors import library_errors
+from .atomic import Output, write_outputs
 from .volume import Volume
 
-__all__ = ["write_labels", "is_label_volume", "is_same_file", "label_colour", "label_file_paths",
-           "NIFTI_INTENT_LABEL", "XFORM_CODE"]
+__all__ = ["write_labels", "label_outputs", "is_label_volume", "is_same_file", "label_colour",
+           "label_file_paths", "NIFTI_INTENT_LABEL", "XFORM_CODE"]
 
 NIFTI_INTENT_LABEL = 1002
 #: sform_code = qform_code = 1 (NIFTI_XFORM_SCANNER_ANAT), as ITK and dcm2niix write
 XFORM_CODE = 1
 MAX_LABEL = int(np.iinfo(np.uint16).max)
+#: nibabel's own default for .nii.gz: label volumes compress well even so
+GZIP_LEVEL = 1
 
 # ITK-SNAP's default colours for labels 1-6; later labels step round the hue
 # circle by the golden angle so neighbouring numbers get distinct colours
@@ -194,7 +196,47 @@ def _slicer_text(rows, title):
     return "".join(lines)
 
 
-def write_labels(path, labels, like, names=None):
+def _nifti_bytes(img, compressed):
+    """The NIfTI file's bytes; gzip without a name or time stamp (reproducible files)."""
+    data = img.to_bytes()
+    if not compressed:
+        return data
+    return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def label_outputs(path, labels=None, like=None, names=None):
+    """The three files :func:`write_labels` writes, as :class:`~napari_dfcseg.io.atomic.Output` s.
+
+    With ``labels`` and ``like`` the outputs carry their content (validated
+    here: shape, values, not the scan itself); without, they only say which
+    paths and which overwrite rule apply, for :func:`~napari_dfcseg.io.atomic.check_outputs`
+    before a run.  Callers combine them with other outputs (the CLI adds the
+    model file) so that everything is committed together.
+    """
+    nifti_path, itksnap_path, slicer_path = label_file_paths(Path(path).expanduser())
+    if not nifti_path.name.lower().endswith((".nii", ".nii.gz")):
+        raise VolumeIOError(f"{nifti_path}: label volumes are written as .nii or .nii.gz")
+    nifti = Output(nifti_path, may_replace=is_label_volume, kind="label volume (NIfTI intent 'label')")
+    itksnap = Output(itksnap_path, kind="label table")
+    slicer = Output(slicer_path, kind="colour table")
+    if labels is None:
+        return [nifti, itksnap, slicer]
+    if not isinstance(like, Volume):
+        raise VolumeIOError(f"{path}: like= must be the scan's Volume; got {type(like).__name__}")
+    if not nifti_path.parent.is_dir():
+        raise VolumeIOError(f"{nifti_path}: the folder {nifti_path.parent} does not exist")
+    labels = _label_array(labels, like, nifti_path)
+    _refuse_overwrite(nifti_path, like)
+    rows = list(_table_rows(labels, names))
+    img = _nifti_image(labels, like)
+    compressed = nifti_path.name.lower().endswith(".gz")
+    nifti.write = lambda f: f.write(_nifti_bytes(img, compressed))
+    itksnap.write = lambda f: f.write(_itksnap_text(rows).encode("utf-8"))
+    slicer.write = lambda f: f.write(_slicer_text(rows, slicer_path.stem).encode("utf-8"))
+    return [nifti, itksnap, slicer]
+
+
+def write_labels(path, labels, like, names=None, *, overwrite=True):
     """Save a label volume as NIfTI aligned with the scan ``like``, plus colour tables.
 
     Parameters
@@ -208,18 +250,25 @@ def write_labels(path, labels, like, names=None):
         The scan; its geometry becomes the NIfTI's sform and qform.
     names : dict of int to str, optional
         Label names for the colour tables (default "Label N").
+    overwrite : bool
+        True (default, as a save dialog that has asked): an existing label
+        volume at ``path`` and its two tables are replaced.  False: any
+        existing one of the three files is refused (the CLI without
+        ``--overwrite``).
 
     Returns
     -------
     list of Path
         ``[nifti, itk-snap .labels.txt, slicer .ctbl]``, written in full or
-        not at all (each via a temporary file in the same folder, renamed).
+        not at all (:mod:`napari_dfcseg.io.atomic`: temporary files in the
+        same folder, fsync-ed, committed together).
 
     Raises
     ------
     VolumeIOError
         Wrong shape, negative/non-integer labels, a path that is the scan
-        or a non-label file, an unwritable folder; nothing is written.
+        or a non-label file, an existing file without ``overwrite``, an
+        unwritable folder or a full disk; nothing is written.
 
     Notes
     -----
@@ -227,34 +276,7 @@ def write_labels(path, labels, like, names=None):
     NIFTI_INTENT_LABEL, xyz units mm, sform_code = qform_code = 1, empty
     descrip / aux_file / db_name, no extensions: no patient data can reach it.
     """
-    if not isinstance(like, Volume):
-        raise VolumeIOError(f"{path}: like= must be the scan's Volume; got {type(like).__name__}")
-    nifti_path, itksnap_path, slicer_path = label_file_paths(Path(path).expanduser())
-    if not nifti_path.name.lower().endswith((".nii", ".nii.gz")):
-        raise VolumeIOError(f"{nifti_path}: label volumes are written as .nii or .nii.gz")
-    if not nifti_path.parent.is_dir():
-        raise VolumeIOError(f"{nifti_path}: the folder {nifti_path.parent} does not exist")
-    labels = _label_array(labels, like, nifti_path)
-    _refuse_overwrite(nifti_path, like)
-    rows = list(_table_rows(labels, names))
-    img = _nifti_image(labels, like)
-    suffix = ".nii.gz" if nifti_path.name.lower().endswith(".gz") else ".nii"
-    token = uuid.uuid4().hex[:12]
-    temps = {
-        nifti_path: nifti_path.with_name(f".{nifti_path.name}.{token}.tmp{suffix}"),
-        itksnap_path: itksnap_path.with_name(f".{itksnap_path.name}.{token}.tmp"),
-        slicer_path: slicer_path.with_name(f".{slicer_path.name}.{token}.tmp"),
-    }
-    try:
-        with library_errors(nifti_path, "write the label volume"):
-            import nibabel as nib
-
-            nib.save(img, str(temps[nifti_path]))
-            temps[itksnap_path].write_text(_itksnap_text(rows), encoding="utf-8")
-            temps[slicer_path].write_text(_slicer_text(rows, slicer_path.stem), encoding="utf-8")
-            for final, temp in temps.items():
-                os.replace(temp, final)
-    finally:
-        for temp in temps.values():
-            temp.unlink(missing_ok=True)
-    return [nifti_path, itksnap_path, slicer_path]
+    outputs = label_outputs(path, labels, like, names)
+    if outputs[0].path.is_dir():
+        raise VolumeIOError(f"{outputs[0].path}: is a folder")
+    return write_outputs(outputs, overwrite=overwrite)
