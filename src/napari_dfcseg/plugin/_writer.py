@@ -10,7 +10,7 @@ import numpy as np
 
 from ._layers import volume_of_layer_state
 
-__all__ = ["write_labels_layer", "label_names_of_features"]
+__all__ = ["write_labels_layer", "write_seg_nrrd_layer", "label_names_of_features"]
 
 
 def write_labels_layer(path, data, meta):
@@ -38,6 +38,20 @@ def write_labels_layer(path, data, meta):
     names = label_names_of_features(meta.get("features"))
     written = write_labels(path, labels, like=like, names=names or None)
     return [str(p) for p in written]
+
+
+def write_seg_nrrd_layer(path, data, meta):
+    """Write one Labels layer as a 3D Slicer ``.seg.nrrd`` (segment names from its features).
+
+    napari's save dialog has already asked before replacing a file; the
+    writer still refuses to replace anything but a Slicer segmentation.
+    """
+    from napari_dfcseg.io import write_seg_nrrd
+
+    labels = np.asarray(data)
+    like = volume_of_layer_state(labels, meta)
+    names = label_names_of_features(meta.get("features"))
+    return [str(write_seg_nrrd(path, labels, like=like, names=names or None, overwrite=True))]
 
 
 def label_names_of_features(features):
