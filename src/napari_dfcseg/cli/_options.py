@@ -1,19 +1,30 @@
-"""The options several sub-commands share, and the DFCConfig they build."""
+"""The options several sub-commands share, and the DFCConfig they build.
+
+The method's parameters are not spelled here: one option per row of
+:data:`~napari_dfcseg.engine.parameters.USER_PARAMETERS`, turned into a
+config by :func:`~napari_dfcseg.engine.parameters.apply_user_values`, as the
+widget does.
+"""
 
 from __future__ import annotations
 
-from ..engine.config import DEVICES, MODES
+import argparse
+
+from ..engine.config import DEVICES, MODES, PRESETS
+from ..engine.parameters import USER_PARAMETERS
 from ..errors import DFCError, InvalidInputError
-from ._common import non_negative_float, non_negative_int, positive_int
 from ._machine_progress import PROGRESS_MODES
 
 
 def add_engine_options(p, *, scribbles=True):
-    """Options shared by ``segment`` and ``train``: the method's parameters."""
+    """Options shared by ``segment`` and ``train``: inputs and the method's parameters."""
     p.add_argument("--mode", choices=MODES, default="2d",
                    help="cluster slice by slice (2d, default) or the whole volume (3d)")
     p.add_argument("--preset", default=None, metavar="NAME",
-                   help="parameter preset: default, paper or fast (docs/method.md); default: default")
+                   help=f"parameter preset: {', '.join(PRESETS)} (docs/method.md); default: default")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="settings file (.json or .toml) as the base instead of a preset; the"
+                        " options below override it")
     p.add_argument("--mask", action="append", default=None, metavar="PATH",
                    help="label/mask volume on the same grid: only voxels > 0 are segmented"
                         " (train: once per INPUT)")
@@ -24,18 +35,26 @@ def add_engine_options(p, *, scribbles=True):
                    help="co-registered volumes stacked as extra channels (e.g. T2, FLAIR)")
     p.add_argument("--series", default=None, metavar="UID",
                    help="DICOM SeriesInstanceUID to read when a folder holds several")
-    p.add_argument("--max-iter", type=positive_int, default=None, metavar="N",
-                   help="maximum number of iterations")
-    p.add_argument("--min-labels", type=positive_int, default=None, metavar="K",
-                   help="stop once the number of labels falls to K")
-    p.add_argument("--n-clusters", type=positive_int, default=None, metavar="K",
-                   help="merge the clusters down to K labels at the end")
-    p.add_argument("--anchor", type=non_negative_float, default=None, metavar="W",
-                   help="weight of the intensity mixture in the self-labels (keeps thin "
-                        "classes such as CSF; 0 = off, the paper's argmax; default: the preset's)")
-    p.add_argument("--min-size", type=non_negative_int, default=None, metavar="N",
-                   help="merge connected regions smaller than N voxels into a neighbour")
+    add_parameter_options(p)
     add_run_options(p)
+
+
+def add_parameter_options(p, names=None):
+    """One option per user parameter (``names``: only those), default: the preset's value."""
+    for row in USER_PARAMETERS:
+        if names is None or row.name in names:
+            p.add_argument(row.flag, type=_argument_type(row), default=None, metavar=row.metavar,
+                           help=f"{row.help} (default: the preset's)")
+
+
+def _argument_type(row):
+    def parse(text):
+        try:
+            return row.parse(text)
+        except InvalidInputError as exc:  # argparse prefixes "argument --flag:"
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+    parse.__name__ = row.type.__name__
+    return parse
 
 
 def add_run_options(p):
@@ -55,24 +74,25 @@ def add_output_options(p):
                    help="replace OUTPUT if it exists and is a label volume (never a scan or an input)")
 
 
+def user_choices(args):
+    """name -> value of the user parameters given on the command line."""
+    return {row.name: getattr(args, row.name) for row in USER_PARAMETERS
+            if getattr(args, row.name, None) is not None}
+
+
 def config_from_args(args):
-    """DFCConfig from --preset and the explicit overrides."""
-    import dataclasses
-
+    """DFCConfig from --preset or --config, then the explicit options."""
     from ..engine.config import resolve_config
+    from ..engine.parameters import apply_user_values, load_config
 
-    try:
-        config = resolve_config(args.preset)  # None: the "default" preset
-    except DFCError as exc:
-        raise InvalidInputError(f"--preset: {exc}") from None
-    overrides = {
-        "max_iter": getattr(args, "max_iter", None),
-        "min_labels": getattr(args, "min_labels", None),
-        "n_clusters": getattr(args, "n_clusters", None),
-        "min_size": getattr(args, "min_size", None),
-    }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if overrides:
-        config = dataclasses.replace(config, **overrides)
-    anchor = getattr(args, "anchor", None)
-    return config if anchor is None else config.with_anchor(anchor)
+    config_file = getattr(args, "config", None)
+    if config_file is not None and args.preset is not None:
+        raise InvalidInputError("--config and --preset: give one (a settings file names its preset)")
+    if config_file is not None:
+        config = load_config(config_file)  # its errors name the file
+    else:
+        try:
+            config = resolve_config(args.preset)  # None: the "default" preset
+        except DFCError as exc:
+            raise InvalidInputError(f"--preset: {exc}") from None
+    return apply_user_values(config, user_choices(args))

@@ -6,10 +6,11 @@ import os
 
 from ..errors import InvalidInputError
 from ..engine.result import check_cancel
-from ._common import non_negative_int, progress_for, say
+from ._common import progress_for, say
 from ._dicom_seg import add_dicom_seg_options, check_dicom_seg, write_dicom_seg_output
 from ._files import MODEL_SUFFIXES, check_output, label_summary, load_inputs, save_model, write
-from ._options import add_engine_options, add_output_options, add_run_options, config_from_args
+from ._options import (add_engine_options, add_output_options, add_parameter_options, add_run_options,
+                       config_from_args)
 
 
 def register(sub):
@@ -29,8 +30,7 @@ def register(sub):
     p.add_argument("--series", default=None, metavar="UID", help="DICOM series to read")
     p.add_argument("--channel", nargs="+", default=[], metavar="EXTRA_INPUT",
                    help="extra channels, as when the model was trained")
-    p.add_argument("--min-size", type=non_negative_int, default=None, metavar="N",
-                   help="merge connected regions smaller than N voxels into a neighbour")
+    add_parameter_options(p, names=("min_size",))
     add_dicom_seg_options(p)
     add_run_options(p)
     add_output_options(p)
