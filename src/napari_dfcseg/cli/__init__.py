@@ -24,7 +24,7 @@ import warnings
 
 from .. import __version__
 from ..errors import Cancelled, DFCError
-from . import demo, info, model, segment
+from . import batch, demo, info, model, segment
 from ._common import (EXIT_CANCELLED, EXIT_USAGE, OneLineParser, UsageError, error, sigint_cancels,
                       warning_line)
 from .info import orientation_codes
@@ -32,7 +32,7 @@ from .info import orientation_codes
 __all__ = ["main", "build_parser", "orientation_codes", "EXIT_CANCELLED", "EXIT_USAGE"]
 
 #: modules with a ``register(sub)``, in the order ``dfcseg --help`` lists them
-_SUBCOMMANDS = (segment, model, info, demo)
+_SUBCOMMANDS = (segment, model, batch, info, demo)
 
 
 def build_parser():
