@@ -57,7 +57,7 @@ def cohort(tmp_path_factory):
     import torch
 
     from napari_dfcseg.engine.config import resolve_config
-    from napari_dfcseg.engine.model import train_model
+    from napari_dfcseg.engine.pipeline import train_model
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("cohort")
@@ -214,6 +214,7 @@ def test_output_that_is_not_a_label_volume_is_a_bad_input_and_kept(cohort, tmp_p
     assert (out / "a.nii.gz").read_bytes() == b"someone's file"
 
 
+@pytest.mark.slow
 def test_batch_labels_equal_dfcseg_apply_byte_for_byte(cohort, tmp_path):
     scan, mask = cohort.root / "scan3.nii.gz", cohort.root / "mask3.nii.gz"
     single = tmp_path / "apply.nii.gz"
@@ -337,7 +338,7 @@ def test_worker_killed_mid_run_every_good_row_done_exactly_once(tmp_path, cluste
 
     from napari_dfcseg.batch_cluster import DaskExecutor
     from napari_dfcseg.engine.config import resolve_config
-    from napari_dfcseg.engine.model import train_model
+    from napari_dfcseg.engine.pipeline import train_model
 
     torch.set_num_threads(1)
     shape = (32, 160, 144)  # about a second per row here: long enough to be caught mid-row
@@ -398,6 +399,7 @@ def test_cli_batch_on_its_own_local_cluster_with_json_progress(cohort, tmp_path)
     assert len(list(out.glob("s*.nii.gz"))) == 3
 
 
+@pytest.mark.slow
 def test_cli_sigint_keeps_finished_rows_and_writes_nothing_partial(cohort, tmp_path):
     """Ctrl-C in a sequential batch: exit 130, whole files only, the ledger parses; a rerun finishes."""
     lines = [f"{cohort.root}/scan{i % 5}.nii.gz,,r{i}.nii.gz" for i in range(40)]

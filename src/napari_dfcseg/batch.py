@@ -26,6 +26,7 @@ import json
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,34 +242,22 @@ def _read(path, what, series=None):
 
 
 def load_row(row):
-    """The row's scan, channels-last image, channel axis and boolean mask.
+    """The row's scan and its :class:`~napari_dfcseg.engine.inputs.EngineInputs`.
 
-    As ``dfcseg apply`` reads them (channels stacked as float32, mask = voxels > 0).
+    As ``dfcseg apply`` reads them: :func:`~napari_dfcseg.engine.inputs.assemble_inputs`
+    stacks the channels and applies the mask rule, so the labels are the same.
     """
+    from .engine.inputs import assemble_inputs
+
     volume = _read(row.input, "input", series=row.series)
-    image = np.asarray(volume.array)
-    spatial = image.shape[:3]
-
-    def on_grid(path, what):
-        array = np.asarray(_read(path, what).array)
-        if array.shape[:3] != spatial:
-            raise InvalidInputError(f"{what} {path}: shape {array.shape[:3]} does not match"
-                                    f" input {row.input} shape {spatial}")
-        return array
-
-    channel_axis = -1 if image.ndim == 4 else None
-    if row.channels:
-        parts = [image if image.ndim == 4 else image[..., None]]
-        for p in row.channels:
-            extra = on_grid(p, "channel")
-            parts.append(extra if extra.ndim == 4 else extra[..., None])
-        image = np.concatenate([p.astype(np.float32, copy=False) for p in parts], axis=-1)
-        channel_axis = -1
-    mask = None
-    if row.mask:
-        mask = on_grid(row.mask, "mask")
-        mask = (mask[..., 0] if mask.ndim == 4 else mask) > 0
-    return volume, image, channel_axis, mask
+    channels = [_read(p, "channel").array for p in row.channels]
+    mask = None if row.mask is None else _read(row.mask, "mask").array
+    inputs = assemble_inputs(
+        volume.array, channel_axis=-1 if volume.array.ndim == 4 else None, channels=channels,
+        mask=mask, spacing=tuple(volume.spacing),
+        names={"image": f"input {row.input}", "mask": f"mask {row.mask}",
+               "channels": [f"channel {p}" for p in row.channels]})
+    return volume, inputs
 
 
 def _existing_labels(path, spatial_shape):
@@ -290,7 +279,7 @@ def _existing_labels(path, spatial_shape):
 def _volumes(labels, volume, image):
     """Per-label voxel counts, mL per voxel and mean intensity (first channel, scan units)."""
     flat = np.asarray(labels).ravel().astype(np.int64)
-    first = np.asarray(image if image.ndim == 3 else image[..., 0], dtype=np.float64).ravel()
+    first = np.asarray(image[..., 0], dtype=np.float64).ravel()  # (z, y, x, c): channels last
     counts = np.bincount(flat)
     sums = np.bincount(flat, weights=first, minlength=counts.size)
     voxels = {str(k): int(c) for k, c in enumerate(counts) if k > 0 and c > 0}
@@ -323,7 +312,7 @@ def apply_one(model_path, row, *, device="auto", min_size=None, cancel=None):
         Anything else (out of memory, a lost file system, a bug): raised, so
         that a scheduler retries the row elsewhere.
     """
-    from .engine.inference import check_cancel
+    from .engine.result import check_cancel
 
     start = time.perf_counter()
     check_cancel(cancel)
@@ -332,8 +321,8 @@ def apply_one(model_path, row, *, device="auto", min_size=None, cancel=None):
               "error": None, "worker": _where(), "host": socket.gethostname(), "pid": os.getpid(),
               "inputs_stamp": inputs_stamp(row), "reused": False}
     try:
-        volume, image, channel_axis, mask = load_row(row)
-        labels = _existing_labels(row.output, image.shape[:3])
+        volume, inputs = load_row(row)
+        labels = _existing_labels(row.output, inputs.shape)
         if labels is not None:
             record.update(reused=True, device=None)
         else:
@@ -342,11 +331,13 @@ def apply_one(model_path, row, *, device="auto", min_size=None, cancel=None):
                 model = dataclasses.replace(model, config=dataclasses.replace(model.config,
                                                                               min_size=min_size))
             check_cancel(cancel)
-            from .engine.model import apply_model
+            from .engine.pipeline import apply_model
 
-            result = apply_model(model, image, spacing=tuple(volume.spacing),
-                                 channel_axis=channel_axis, mask=mask, device=device, cancel=cancel)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                result = apply_model(model, inputs, device=device, cancel=cancel)
             labels = result.labels
+            record["warnings"] = sorted({" ".join(str(w.message).split()) for w in caught})
             check_cancel(cancel)
             from .io import write_labels
 
@@ -359,7 +350,7 @@ def apply_one(model_path, row, *, device="auto", min_size=None, cancel=None):
     except DFCError as exc:
         record.update(status="bad-input", error=" ".join(str(exc).split()) or type(exc).__name__)
     else:
-        record.update(_volumes(labels, volume, image))
+        record.update(_volumes(labels, volume, inputs.image))
         record["labels"] = len(record["voxels"])
         record["output_stamp"] = _file_stamp(row.output)
     record["seconds"] = round(time.perf_counter() - start, 3)

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from ..errors import InvalidInputError
-from ._common import EXIT_CANCELLED, check_cancel, non_negative_int, positive_int, say
+from ..engine.result import check_cancel
+from ._common import EXIT_CANCELLED, non_negative_int, positive_int, say
 from ._files import MODEL_SUFFIXES, check_output, save_model
 
 #: exit status when some rows were bad inputs (the others are done): as for one bad input
@@ -152,23 +153,18 @@ def _executor(args, n_rows):
 def _train_first(args, rows, cancel):
     """Train MODEL on the first ``--train-first`` rows (their masks and channels)."""
     from ..batch import load_row
-    from ..engine.model import train_model
+    from ..engine.pipeline import train_model
     from ._options import config_from_args
 
     check_output(args.model, [p for r in rows for p in r.paths], overwrite=False,
                  suffixes=MODEL_SUFFIXES, what="MODEL")
     chosen = rows[: args.train_first]
-    images, spacings, masks, channel_axis = [], [], [], None
+    inputs = []
     for row in chosen:
-        volume, image, channel_axis, mask = load_row(row)
-        images.append(image)
-        spacings.append(tuple(volume.spacing))
-        masks.append(mask)
+        inputs.append(load_row(row)[1])
         check_cancel(cancel)
-    model = train_model(images, mode=args.mode, spacings=spacings, channel_axis=channel_axis,
-                        masks=masks if any(m is not None for m in masks) else None,
-                        config=config_from_args(args), seed=args.seed, device=args.device,
-                        cancel=cancel)
+    model = train_model(inputs, mode=args.mode, config=config_from_args(args), seed=args.seed,
+                        device=args.device, cancel=cancel)
     check_cancel(cancel)
     save_model(model, args.model)
     say(args, f"trained on {len(chosen)} scan(s); wrote {args.model}")
