@@ -87,3 +87,18 @@ def test_the_scan_itself_is_never_overwritten(tmp_path):
     with pytest.raises(VolumeIOError, match="is the scan"):
         write_seg_nrrd(scan, np.zeros((2, 2, 2), np.uint8), like=volume, overwrite=True)
     assert scan.read_bytes() == b"not touched"
+
+
+def test_no_patient_data_reaches_the_file_from_a_dicom_input(tmp_path, make_dicom_series):
+    import gzip
+
+    from napari_dfcseg.io import read_volume
+
+    series = make_dicom_series(shape=(3, 6, 7))
+    volume = read_volume(series.folder)
+    path = write_seg_nrrd(tmp_path / "seg.seg.nrrd", np.ones(volume.shape, np.uint8), like=volume)
+    raw = path.read_bytes()
+    header, _, body = raw.partition(b"\n\n")
+    payload = header + gzip.decompress(body)
+    for secret in (series.patient_name.encode(), b"SENTINEL-ID-123", b"19700101", str(series.folder).encode()):
+        assert secret not in payload

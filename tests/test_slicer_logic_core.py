@@ -80,6 +80,13 @@ def test_progress_lines_written_by_the_engine_parse_back():
     assert third.message == "5 labels; wrote out.seg.nrrd"
 
 
+def test_status_box_gets_a_line_per_stage_boundary_and_every_25_iterations():
+    events = [logic_core.ProgressEvent("train", iteration=i, total=300) for i in range(1, 301)]
+    logged = [e.iteration for e in events if logic_core.worth_logging(e)]
+    assert logged == [1, *range(25, 301, 25)]
+    assert logic_core.worth_logging(logic_core.ProgressEvent("message", message="done"))
+
+
 @pytest.mark.parametrize("line", ["", "hello", "{not json", "[1, 2]", '{"no_stage": 1}', b"\xff\xfe"])
 def test_other_output_is_not_progress(line):
     assert parse_progress_line(line) is None

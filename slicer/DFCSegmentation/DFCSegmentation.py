@@ -147,9 +147,10 @@ class DFCSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             # widgets carry a SlicerParameterName property in the .ui file
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            savedSegmentId = self._parameterNode.maskSegmentId  # setCurrentNode() below resets it
             self.ui.maskSegmentSelector.setCurrentNode(self._parameterNode.maskSegmentation)
-            if self._parameterNode.maskSegmentId:
-                self.ui.maskSegmentSelector.setCurrentSegmentID(self._parameterNode.maskSegmentId)
+            if savedSegmentId:
+                self.ui.maskSegmentSelector.setCurrentSegmentID(savedSegmentId)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
             self._updateButtons()
 
@@ -188,7 +189,8 @@ class DFCSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onProgress(self, event):
         if event.fraction is not None:
             self.ui.progressBar.value = int(round(1000 * event.fraction))
-        self.ui.statusLabel.appendPlainText(logic_core.status_text(event))
+        if logic_core.worth_logging(event):
+            self.ui.statusLabel.appendPlainText(logic_core.status_text(event))
 
     def _onFinished(self, segmentationNode, error):
         self._updateButtons()

@@ -24,7 +24,7 @@ import numpy as np
 
 __all__ = [
     "MIN_SLICER_VERSION", "ENGINE_REQUIREMENT", "NEVER_REPLACE", "RunParameters", "build_command",
-    "ProgressEvent", "parse_progress_line", "status_text", "geometry_from_ijk_to_ras",
+    "ProgressEvent", "parse_progress_line", "status_text", "worth_logging", "geometry_from_ijk_to_ras",
     "ijk_to_ras_from_geometry", "grid_corners_ras", "same_grid", "slicer_version_ok", "install_method",
 ]
 
@@ -196,6 +196,14 @@ def status_text(event):
     if event.labels is not None:
         parts.append(f"{event.labels} labels")
     return " - ".join(parts)
+
+
+def worth_logging(event, every=25):
+    """Whether the status box should get a line for ``event``: messages, the first and
+    last step of a stage and every ``every``-th iteration (the progress bar shows the rest)."""
+    if event.message or event.iteration is None:
+        return True
+    return event.iteration in (1, event.total) or event.iteration % every == 0
 
 
 # --------------------------------------------------------------------------- geometry

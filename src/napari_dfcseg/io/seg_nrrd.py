@@ -61,7 +61,7 @@ def _segment_extents(labels, ids):
     """{label: [i0, i1, j0, j1, k0, k1]} bounding boxes (Slicer's Segment extent, inclusive)."""
     from scipy import ndimage
 
-    boxes = ndimage.find_objects(labels.astype(np.int32, copy=False))
+    boxes = ndimage.find_objects(labels)  # uint8/uint16 directly: no int32 copy of a big volume
     extents = {}
     for label in ids:
         box = boxes[label - 1] if label - 1 < len(boxes) else None
