@@ -318,6 +318,9 @@ def render(results=RESULTS, docs=DOCS, *, img_dir=None, title_note=""):
         phantoms = sorted({r["case"] for r in recs if r["case"].startswith("phantom")})
         for case in phantoms:
             out += [f"### Head phantom: {case}", "", quality_table(group_by_method(recs, case)), ""]
+    from .real_report import real_section
+
+    out += real_section(results)
     out += ["## Speed and memory (CPU)", ""] + speed_section(per_it, e2e, scale, img_dir, rel_img)
     out += discussion(quality, per_it, e2e, scale)
     out += ["## GPU", ""]
@@ -343,7 +346,8 @@ _HOW_TO_RUN = [
     "## How to run", "",
     "```bash",
     "python -m benchmarks.run                  # everything, CPU (hours on 2 cores)",
-    "python -m benchmarks.run --only quality   # or speed, e2e, scaling, figures",
+    "python -m benchmarks.run --only quality   # or real, speed, e2e, scaling, figures",
+    "python -m benchmarks.run --only real --quick   # real scans, one seed: minutes",
     "python -m benchmarks.run --quick          # tiny sizes, into benchmarks/results/quick/",
     "bash benchmarks/gpu.sh                    # CUDA + mixed precision",
     "python -m benchmarks.report               # re-render this page from the JSON",

@@ -1,6 +1,7 @@
 """Run the benchmark suite and render docs/benchmarks.md.
 
     python -m benchmarks.run [--quick] [--device cpu|cuda] [--only quality,speed,e2e,...]
+    python -m benchmarks.run --only real [--quick]    # real scans, MNI 9/40, demo (issue 11)
 
 Full runs write ``benchmarks/results/*.json`` (``benchmarks/results/gpu/`` with
 ``--device cuda``) and ``docs/benchmarks.md`` + ``docs/img/bench_*.png``; quick
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from .common import RESULTS, machine_info, save_results
 
-PARTS = ("quality", "speed", "e2e", "scaling", "figures")
+PARTS = ("quality", "real", "speed", "e2e", "scaling", "figures")
 
 
 def _items(text):
@@ -61,7 +62,13 @@ def _parse(argv):
                         help="quality: skip the MNI reference point (baselines and engine)")
     parser.add_argument("--tag", default=None,
                         help="quality: write quality-TAG.json (merged with the others "
-                             "by the report) instead of quality.json")
+                             "by the report) instead of quality.json; real: real-TAG.json")
+    parser.add_argument("--real-parts", default="scans,mni,demo",
+                        help="real: among scans (CT/MR), mni (5/20, 9/40), demo (seeds 0-9)")
+    parser.add_argument("--real-cases", default=None,
+                        help="real: comma-separated scans (default all), e.g. ct-abdomen-3mm")
+    parser.add_argument("--real-preset", default="default", help="real: the engine preset")
+    parser.add_argument("--real-mode", default="2d", help="real: the engine mode")
     parser.add_argument("--results", default=None, help="folder of the JSON results")
     parser.add_argument("--docs", default=None, help="folder of benchmarks.md (img/ inside)")
     parser.add_argument("--figure-downscale", type=int, default=1,
@@ -124,6 +131,24 @@ def main(argv=None):
             grid=not args.no_grid, phantoms=not args.no_phantoms,
             reference=not args.no_reference, checkpoint=checkpoint,
             overrides=_overrides(args.override))
+        save_results(name, stamp(payload), folder=args.results)
+    if "real" in args.parts:
+        from .real import run_real
+
+        print("== real scans (issue 11)")
+        name = f"real-{args.tag}" if args.tag else "real"
+
+        def checkpoint_real(settings, records):
+            save_results(name, stamp({"settings": settings, "records": records,
+                                      "partial": True}), folder=args.results)
+
+        # --seeds defaults to 0,1,2; --quick keeps one seed unless --seeds is given
+        seeds = tuple(int(s) for s in _items(args.seeds))
+        payload = run_real(quick=args.quick, seeds=None if args.quick and args.seeds == "0,1,2"
+                           else seeds, device=args.device, parts=_items(args.real_parts),
+                           cases=_items(args.real_cases) if args.real_cases else None,
+                           preset=args.real_preset, mode=args.real_mode,
+                           overrides=_overrides(args.override), checkpoint=checkpoint_real)
         save_results(name, stamp(payload), folder=args.results)
     if "speed" in args.parts:
         from .speed import per_iteration

@@ -189,3 +189,12 @@ def make_oblique_nifti(tmp_path):
         return write_oblique_nifti(tmp_path / name, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def real_data():
+    """``../shared/data/real`` (the public real scans); skips the test when it is absent."""
+    folder = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+    if not folder.is_dir():
+        pytest.skip(f"real scans not available ({folder} is absent)")
+    return folder

@@ -1,0 +1,314 @@
+"""The "Real scans (issue 11)" section of ``docs/benchmarks.md``, from ``real*.json``.
+
+Every verdict is computed here from the records; no number is typed by hand
+except the goals themselves (issue 11) and the "today" MNI reference.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from .common import load_results
+from .real_cases import CT_MEAN_GROUPS, TS_GROUPS
+
+CT = "ct-abdomen-3mm"
+LESION_CASES = ("mr-brain-tumour", "mr-breast")
+NO_REFERENCE_CASES = ("mr-abdomen-3mm", "mr-head-sagittal-dicom")
+#: issue 11's goals
+CT_MEAN_GOAL = 0.55
+OUTSIDE_GOAL = 0.99  # "outside air labelled 0": at least this share of the outside rule's voxels
+LESION_COMPONENT_GOAL = 0.8
+DEMO_GOAL = 0.95
+TIME_RATIO_GOAL = 1.5
+#: the default preset's MNI 5 %/20 % Dice before issue 11 (docs/benchmarks.md, DFC default 2d,
+#: 3 seeds, 2026-11-25), and the slack allowed for seed-to-seed spread
+MNI_TODAY = {"1": 0.851, "2": 0.938, "3": 0.936}
+MNI_SLACK = 0.01
+TISSUE = {"1": "CSF", "2": "GM", "3": "WM"}
+
+
+def _ms(values, digits=3):
+    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if values.size == 0:
+        return "–"
+    if values.size > 1:
+        return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+    return f"{values.mean():.{digits}f}"
+
+
+def _mean(values):
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def groups(records, case):
+    """``{method: [records]}`` of one case, engine first, then by K and name."""
+    out = defaultdict(list)
+    for r in records:
+        if r["case"] == case:
+            out[r["method"]].append(r)
+    order = sorted(out, key=lambda m: (out[m][0]["family"] != "engine", out[m][0].get("k") or 0,
+                                       m))
+    return {m: out[m] for m in order}
+
+
+def _mark(runs):
+    return " *" if runs[0].get("at_engine_k") else ""
+
+
+def _time_ratio(runs, reference):
+    if not reference:
+        return "–"
+    ref = _mean([r["wall_s"] for r in reference])
+    return f"{_mean([r['wall_s'] for r in runs]) / ref:.2f}"
+
+
+def ct_table(g):
+    names = list(TS_GROUPS)
+    ref = g.get("gmm K=8")
+    lines = ["| method | runs | " + " | ".join(names) + " | **mean (6)** | labels | outside→0 "
+             "| lung kept ≠0 | time (s) | time / GMM(8) |",
+             "|---|---|" + "---|" * (len(names) + 6)]
+    for method, runs in g.items():
+        cells = [method + _mark(runs), str(len(runs))]
+        cells += [_ms([r["best_label"][n] for r in runs], 2) for n in names]
+        cells += [f"**{_ms([r['ct_mean'] for r in runs])}**", _ms([r["n_labels"] for r in runs], 1),
+                  _ms([r["outside_zero"] for r in runs]), _ms([r["lung_nonzero"] for r in runs], 2),
+                  _ms([r["wall_s"] for r in runs], 1), _time_ratio(runs, ref)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def lesion_table(g):
+    lesion = next(iter(next(iter(g.values()))[0]["best_label"]))
+    lines = [f"| method | runs | {lesion}: best label | {lesion}: best component | labels "
+             "| outside→0 | time (s) |", "|---|---|---|---|---|---|---|"]
+    for method, runs in g.items():
+        lines.append(f"| {method}{_mark(runs)} | {len(runs)} | "
+                     f"{_ms([r['best_label'][lesion] for r in runs])} | "
+                     f"{_ms([r['lesion_component'] for r in runs])} | "
+                     f"{_ms([r['n_labels'] for r in runs], 1)} | "
+                     f"{_ms([r['outside_zero'] for r in runs])} | "
+                     f"{_ms([r['wall_s'] for r in runs], 1)} |")
+    return "\n".join(lines)
+
+
+def plain_table(g):
+    lines = ["| method | runs | labels | outside→0 | time (s) |", "|---|---|---|---|---|"]
+    for method, runs in g.items():
+        lines.append(f"| {method}{_mark(runs)} | {len(runs)} | "
+                     f"{_ms([r['n_labels'] for r in runs], 1)} | "
+                     f"{_ms([r['outside_zero'] for r in runs])} | "
+                     f"{_ms([r['wall_s'] for r in runs], 1)} |")
+    return "\n".join(lines)
+
+
+def mni_table(g):
+    lines = ["| method | runs | CSF | GM | WM | time (s) |", "|---|---|---|---|---|---|"]
+    for method, runs in g.items():
+        d = [r["dice_many_to_one"] for r in runs]
+        lines.append(f"| {method} | {len(runs)} | "
+                     + " | ".join(_ms([x[t] for x in d]) for t in TISSUE) + " | "
+                     + f"{_ms([r['wall_s'] for r in runs], 1)} |")
+    return "\n".join(lines)
+
+
+def demo_table(runs):
+    tissues = list(dict.fromkeys(t for r in runs for t in r["dice"]))
+    lines = ["| seed | labels | " + " | ".join(tissues) + " | time (s) |",
+             "|---|---|" + "---|" * (len(tissues) + 1)]
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        lines.append(f"| {r['seed']} | {r['n_labels']} | "
+                     + " | ".join(f"{r['dice'].get(t, float('nan')):.3f}" for t in tissues)
+                     + f" | {r['wall_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def _engine(g):
+    return next(((m, runs) for m, runs in g.items() if runs[0]["family"] == "engine"),
+                (None, None))
+
+
+def verdicts(records):
+    """``[(goal, measured, verdict)]`` for the goals of issue 11 that these records measure."""
+    out = []
+    yes = {True: "**met**", False: "**not met**"}
+    ct = groups(records, CT)
+    method, runs = _engine(ct)
+    if runs:
+        mean = _mean([r["ct_mean"] for r in runs])
+        out.append((f"CT: mean best-label Dice ≥ {CT_MEAN_GOAL} (lung, bone, liver, kidney, "
+                    "spleen, muscle)", f"{mean:.3f} ({method}, {len(runs)} seed(s))",
+                    yes[mean >= CT_MEAN_GOAL]))
+        classical = {m: rs for m, rs in ct.items() if rs[0]["family"] == "baseline"
+                     or m.startswith(("gmm", "kmeans"))}
+        for tissue in ("bone", "liver", "lung"):
+            cands = [(rs[0]["best_label"][tissue], m) for m, rs in classical.items()
+                     if 4 <= (rs[0].get("k") or 0) <= 8]
+            if not cands:
+                continue
+            best, who = max(cands)
+            ours = _mean([r["best_label"][tissue] for r in runs])
+            out.append((f"CT {tissue}: ≥ best GMM / k-means / median+GMM at K 4–8",
+                        f"{ours:.3f} vs {best:.3f} ({who})", yes[ours >= best]))
+        share = _mean([r["outside_zero"] for r in runs])
+        out.append((f"CT: outside air labelled 0 (≥ {OUTSIDE_GOAL:.0%} of the outside rule)",
+                    f"{share:.3f}", yes[share >= OUTSIDE_GOAL]))
+        ct_time = _mean([r["wall_s"] for r in runs])
+        gmm8 = ct.get("gmm K=8")
+        if gmm8:
+            ratio = ct_time / _mean([r["wall_s"] for r in gmm8])
+            out.append((f"CT run time ≤ {TIME_RATIO_GOAL}× GaussianMixture(8), same run",
+                        f"{ratio:.2f}× ({ct_time:.1f} s vs {gmm8[0]['wall_s']:.1f} s)",
+                        yes[ratio <= TIME_RATIO_GOAL]))
+    mr = groups(records, "mr-brain-tumour")
+    method, runs = _engine(mr)
+    if runs:
+        share = _mean([r["outside_zero"] for r in runs])
+        out.append(("MR tumour: label 0 outside the head", f"{share:.3f}",
+                    yes[share >= OUTSIDE_GOAL]))
+        comp = _mean([r["lesion_component"] for r in runs])
+        out.append((f"MR tumour: best-component Dice ≥ {LESION_COMPONENT_GOAL} by default "
+                    "(scribbles on ≤ 2 slices not measured here)", f"{comp:.3f}",
+                    yes[comp >= LESION_COMPONENT_GOAL]))
+    for case in sorted({r["case"] for r in records if r["case"].startswith("MNI")}):
+        g = groups(records, case)
+        method, runs = _engine(g)
+        if not runs:
+            continue
+        ours = {t: _mean([r["dice_many_to_one"][t] for r in runs]) for t in TISSUE}
+        text = "/".join(f"{ours[t]:.3f}" for t in TISSUE)
+        if case == "MNI n5 b20":
+            ok = all(ours[t] >= MNI_TODAY[t] - MNI_SLACK for t in TISSUE)
+            out.append(("MNI 5 %/20 % (mask given): not worse than today's "
+                        + "/".join(f"{MNI_TODAY[t]:.3f}" for t in TISSUE)
+                        + f" (CSF/GM/WM, slack {MNI_SLACK})", text, yes[ok]))
+        elif case == "MNI n9 b40" and "median3+gmm K=3" in g:
+            theirs = g["median3+gmm K=3"][0]["dice_many_to_one"]
+            ok = all(ours[t] >= theirs[t] for t in TISSUE)
+            out.append(("MNI 9 %/40 % (mask given): ≥ median+GMM(3) on every tissue",
+                        f"{text} vs " + "/".join(f"{theirs[t]:.3f}" for t in TISSUE), yes[ok]))
+    demo = [r for r in records if r["case"] == "demo phantom"]
+    if demo:
+        worst = min((min(r["dice"].values()) if r["dice"] else 0.0) for r in demo)
+        failing = [r["seed"] for r in demo if not r["dice"] or min(r["dice"].values()) < DEMO_GOAL]
+        seeds = sorted(r["seed"] for r in demo)
+        out.append((f"demo phantom, no mask: ≥ {DEMO_GOAL} Dice on every tissue for every seed "
+                    f"({seeds[0]}–{seeds[-1]})", f"worst {worst:.3f}"
+                    + (f"; below on seeds {failing}" if failing else ""), yes[not failing]))
+    return out
+
+
+def _machine(payload):
+    m = payload.get("machine", {})
+    s = payload.get("settings", {})
+    return (f"- command: `{payload.get('command', '?')}`; date {m.get('date_utc', '?')}; "
+            f"{m.get('cpu_model', '?')}, {m.get('logical_cores', '?')} logical cores, torch "
+            f"{m.get('torch', '?')} ({m.get('torch_threads', '?')} threads); 1-min load average "
+            f"{s.get('load_start', '?')} at start, {s.get('load_end', '?')} at the end "
+            "(the machine is shared: compare times only as ratios within this run)"
+            + ("\n- **partial run**: stopped before the end" if payload.get("partial") else "")
+            + ("\n- **quick run** (`--quick`): one seed, fewer K; not the final numbers"
+               if payload.get("quick") else ""))
+
+
+def real_section(results):
+    """Markdown lines of the section, or ``[]`` when ``real.json`` is absent."""
+    payload = load_results("real", folder=results)
+    if not payload:
+        return []
+    recs = payload["records"]
+    s = payload["settings"]
+    out = ["## Real scans (issue 11)", "", _machine(payload),
+           f"- engine: `segment(image, spacing=…)`, preset `{s['preset']}`, mode `{s['mode']}`, "
+           f"no mask, seeds {s['seeds']}" + (f", overrides {s['overrides']}" if s['overrides']
+                                             else "")
+           + "; peers seed 0, on the same raw array (HU / scanner values), no mask, every voxel "
+           "clustered; peers installed: " + (", ".join(s["peers_available"]) or "none"), "",
+           "### Goals of issue 11", "", "| goal | measured | verdict |", "|---|---|---|"]
+    out += [f"| {g} | {m} | {v} |" for g, m, v in verdicts(recs)]
+    out += ["", "Not measured by this suite: scribbles on the tumour (goal 3's second route).", ""]
+    before = load_results("real-before", folder=results)
+    if before:
+        out += before_after(before, payload)
+    if any(r["case"] == CT for r in recs):
+        out += [f"### CT `{CT}`: best-label Dice per TotalSegmentator tissue group", "",
+                "For each group, the Dice of the one output label (> 0) that matches it best; "
+                "**mean (6)** over lung, bone, liver, kidney, spleen, muscle (vessels shown, not "
+                "averaged). `*`: at the K the engine chose. *lung kept ≠0*: share of the "
+                "reference lung voxels not labelled 0 (the lungs must stay inside the body).", "",
+                ct_table(groups(recs, CT)), ""]
+    for case in LESION_CASES:
+        if any(r["case"] == case for r in recs):
+            out += [f"### MR `{case}`: lesion as one label and as one connected region", "",
+                    "*best component*: the best-matching 26-connected component of any single "
+                    "label (what \"keep this island\" gives the user).", "",
+                    lesion_table(groups(recs, case)), ""]
+    for case in NO_REFERENCE_CASES:
+        if any(r["case"] == case for r in recs):
+            out += [f"### MR `{case}` (no reference)", "", plain_table(groups(recs, case)), ""]
+    for case in sorted({r["case"] for r in recs if r["case"].startswith("MNI")}):
+        out += [f"### {case}, brain mask given (K = 3 for the peers)", "",
+                "Dice many-to-one inside the brain mask (`metrics.evaluate`); engine mean ± SD "
+                "over seeds.", "", mni_table(groups(recs, case)), ""]
+    demo = [r for r in recs if r["case"] == "demo phantom"]
+    if demo:
+        out += ["### `dfcseg demo` (head phantom, no mask), per seed", "",
+                "Dice as the demo prints it (`dfcseg demo OUT --seed S`).", "", demo_table(demo),
+                ""]
+    out += ["### How the real-scan suite scores", "",
+            "- **Outside** (independent of the engine's own mask, conservative). "
+            "CT: per axial slice, the largest region below −500 HU touching the slice "
+            "border, eroded 2 voxels in-plane, minus every reference structure. MR rule: per "
+            "slice, the largest region below 5 % of the 99th percentile (after a 3×3 in-plane "
+            "median) touching the border, eroded 2 voxels. Enclosed air (lungs, bowel gas, "
+            "sinuses) is never in it. *outside→0* is the share of these voxels labelled 0; "
+            "classical peers label every voxel, so theirs is 0.",
+            "- **Peers**: scikit-learn `GaussianMixture` (default settings) and `KMeans` "
+            "(3 inits) on the raw intensities of every voxel; `median3+gmm`: a 3×3×3 median "
+            "first; ANTs Atropos `ants.atropos(a=img, x=all-ones mask, i='kmeans[K]', "
+            "m='[0.1,1x1x1]', c='[5,0]')` with the voxel spacing; dipy "
+            "`TissueClassifierHMRF().classify(img, K−1, beta=0.1, max_iter=10)` (dipy adds its "
+            "own background class, so K classes in all; with a mask, K tissue classes and "
+            "dipy's background exactly outside).",
+            "- Labels of every method are numbered by mean intensity; scores never depend on "
+            "label ids.", ""]
+    return out
+
+
+def before_after(before, after):
+    """Engine rows before (``real-before.json``) and now, side by side."""
+    lines = ["### Before / after (engine default)", "",
+             f"- before: `{before.get('command', '?')}`, {before['machine'].get('date_utc', '?')}",
+             f"- after: `{after.get('command', '?')}`, {after['machine'].get('date_utc', '?')}", "",
+             "| case | measure | before | after |", "|---|---|---|---|"]
+
+    def engine_runs(payload, case):
+        return _engine(groups(payload["records"], case))[1] or []
+
+    cases = dict.fromkeys(r["case"] for r in after["records"] + before["records"])
+    for case in cases:
+        b, a = engine_runs(before, case), engine_runs(after, case)
+        if not (a or b):
+            continue
+        measures = [("labels", lambda r: r.get("n_labels")),
+                    ("outside→0", lambda r: r.get("outside_zero"))]
+        if case == CT:
+            measures = [("mean (6)", lambda r: r["ct_mean"])] + [
+                (g, (lambda g: lambda r: r["best_label"][g])(g)) for g in CT_MEAN_GROUPS] + measures
+        elif case in LESION_CASES:
+            measures = [("lesion best label", lambda r: next(iter(r["best_label"].values()))),
+                        ("lesion best component", lambda r: r["lesion_component"])] + measures
+        elif case.startswith("MNI"):
+            measures = [(TISSUE[t], (lambda t: lambda r: r["dice_many_to_one"][t])(t))
+                        for t in TISSUE]
+        elif case == "demo phantom":
+            measures = [("worst tissue Dice", lambda r: min(r["dice"].values()) if r["dice"]
+                         else None)]
+        measures.append(("time (s)", lambda r: r["wall_s"]))
+        for name, get in measures:
+            lines.append(f"| {case} | {name} | {_ms([get(r) for r in b])} | "
+                         f"{_ms([get(r) for r in a])} |")
+    return lines + [""]
