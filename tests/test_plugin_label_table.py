@@ -3,7 +3,17 @@
 import numpy as np
 import pytest
 
-from napari_dfcseg.plugin._label_table import LabelTable, apply_labels_edit, changed_block
+from napari_dfcseg.plugin._label_table import (
+    COLUMNS,
+    LABEL,
+    NAME,
+    SHOW,
+    LabelTable,
+    apply_labels_edit,
+    changed_block,
+)
+
+VOXELS = COLUMNS.index("Voxels")
 
 
 def _three_labels():
@@ -40,7 +50,7 @@ def test_table_counts_voxels_volume_and_intensity_into_features(table_on_layers)
     assert features.loc[1, "mean"] == pytest.approx(10.0)
     assert features.loc[3, "mean"] == pytest.approx(99.0)
     assert features.loc[1, "sd"] == pytest.approx(0.0)
-    assert table.table.item(1, 2).text() == "199"
+    assert table.table.item(1, VOXELS).text() == "199"
 
 
 def test_merge_selected_labels_is_one_undo_step(table_on_layers):
@@ -85,7 +95,7 @@ def test_relabel_by_size_numbers_largest_first_and_undoes(table_on_layers):
 
 def test_typed_name_goes_into_features(table_on_layers):
     _, layer, table, _ = table_on_layers
-    table.table.item(0, 1).setText("white matter")
+    table.table.item(0, NAME).setText("white matter")
     names = dict(zip(layer.features["index"], layer.features["name"]))
     assert names[1] == "white matter"
 
@@ -122,3 +132,85 @@ def test_a_recount_finishing_after_the_table_is_closed_is_ignored(table_on_layer
     # the recount's result arrives after the widget and its combo box are gone:
     # before the fix this raised "wrapped C/C++ object ... has been deleted"
     table._on_counted(layer, table._generation, None)
+
+
+def test_clicking_a_row_picks_its_label_for_the_brush_and_the_row_follows_the_layer(table_on_layers):
+    _, layer, table, qtbot = table_on_layers
+    table.table.selectRow(1)
+    assert layer.selected_label == 2
+    layer.selected_label = 3  # napari's own label box (or its "=" key)
+    assert table.selected_labels() == [3]
+    table.step_label(+1)  # wraps round to the first label
+    assert layer.selected_label == 1
+    table.step_label(-1)
+    assert layer.selected_label == 3
+
+
+def test_show_tick_hides_a_label_and_a_new_colour_goes_into_the_colormap(table_on_layers):
+    from qtpy.QtCore import Qt
+
+    _, layer, table, _ = table_on_layers
+    table.table.item(1, SHOW).setCheckState(Qt.Unchecked)  # hide label 2
+    assert layer.get_color(2)[3] == 0.0
+    assert layer.get_color(1)[3] == 1.0
+    assert table.table.item(1, SHOW).checkState() == Qt.Unchecked
+    table.table.item(1, SHOW).setCheckState(Qt.Checked)
+    assert layer.get_color(2)[3] == 1.0
+    table.set_label_colour(1, (10, 200, 30))
+    np.testing.assert_allclose(layer.get_color(1), (10 / 255, 200 / 255, 30 / 255, 1.0))
+    assert table.table.item(0, LABEL).background().color().getRgb()[:3] == (10, 200, 30)
+
+
+def test_copy_and_csv_export_hold_voxels_ml_mean_and_sd(table_on_layers, tmp_path):
+    import csv
+
+    from qtpy.QtWidgets import QApplication
+
+    _, layer, table, _ = table_on_layers
+    table.table.item(1, NAME).setText("grey, matter")  # a comma survives CSV quoting
+    path = table.export_csv(tmp_path / "table.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert [r["label"] for r in rows] == ["1", "2", "3"]
+    assert rows[1]["name"] == "grey, matter"
+    assert int(rows[1]["voxels"]) == 199
+    assert float(rows[1]["volume_ml"]) == pytest.approx(199 * 0.5 / 1000, abs=1e-4)
+    assert float(rows[0]["mean"]) == pytest.approx(10.0) and float(rows[0]["sd"]) == 0.0
+    table.copy_to_clipboard()
+    pasted = QApplication.clipboard().text().splitlines()
+    assert pasted[0].split("\t") == ["label", "name", "voxels", "volume_ml", "mean", "sd"]
+    assert pasted[2].split("\t")[:3] == ["2", "grey, matter", "199"]
+
+
+def test_undo_of_a_merge_recounts_the_table_and_brings_back_the_merged_labels_name(table_on_layers):
+    _, layer, table, qtbot = table_on_layers
+    table.table.item(2, NAME).setText("lesion")  # label 3
+    table.table.selectRow(1)
+    table.table.setRangeSelected(_row_range(table.table, 2), True)
+    table.merge_selected()
+    qtbot.waitUntil(lambda: table.table.rowCount() == 2, timeout=10_000)
+    layer.undo()  # what Ctrl+Z on the layer does; no Refresh pressed
+    qtbot.waitUntil(lambda: table.table.rowCount() == 3, timeout=10_000)
+    assert table.table.item(2, NAME).text() == "lesion"
+    assert table.table.item(1, VOXELS).text() == "199"
+    layer.redo()
+    qtbot.waitUntil(lambda: table.table.rowCount() == 2, timeout=10_000)
+
+
+def test_every_column_sd_included_is_in_view_at_the_default_dock_width(make_napari_viewer, qtbot):
+    from napari_dfcseg.plugin._widget import DFCSegWidget
+
+    viewer = make_napari_viewer(show=True)
+    labels, image = _three_labels()
+    viewer.add_image(image * 1000.5, name="scan")  # wide numbers: 5 digits and a decimal
+    layer = viewer.add_labels(labels.copy(), name="scan labels")
+    widget = DFCSegWidget(viewer)
+    viewer.window.add_dock_widget(widget, area="right")
+    table = widget.label_table
+    table.show_layer(layer)
+    qtbot.waitUntil(lambda: table.table.rowCount() == 3, timeout=10_000)
+    qtbot.wait(50)
+    header = table.table.horizontalHeader()
+    sd = COLUMNS.index("SD")
+    right_edge = header.sectionViewportPosition(sd) + header.sectionSize(sd)
+    assert right_edge <= table.table.viewport().width()
+    assert header.sectionSize(sd) >= header.sectionSizeHint(sd)

@@ -59,7 +59,7 @@ def test_run_adds_clusters_layer_on_the_image_that_edits_undoes_and_saves(make_n
     widget.run()
     _wait_finished(qtbot, widget)
 
-    [out] = [layer for layer in viewer.layers if layer.name == "phantom clusters"]
+    [out] = [layer for layer in viewer.layers if layer.name == "phantom labels"]
     assert "phantom preview" in added  # a live preview was shown...
     assert "phantom preview" not in viewer.layers  # ...and removed at the end
     assert out.data.shape == image.data.shape
@@ -88,6 +88,7 @@ def test_run_adds_clusters_layer_on_the_image_that_edits_undoes_and_saves(make_n
     # reference mode: the trained model labels another scan
     model_path = widget.save_model(tmp_path / "model.pt")
     assert model_path is not None
+    widget.replace_box.setChecked(False)  # keep the first result: a new layer
     widget.apply_model(model_path)
     _wait_finished(qtbot, widget)
     [applied] = [layer for layer in viewer.layers if layer.name == "phantom model labels"]
@@ -144,7 +145,7 @@ def test_mismatched_scribbles_show_an_error_notification(make_napari_viewer, qtb
     widget.run()
     _wait_finished(qtbot, widget)
     _assert_one_line_error(notifications, "scribbles")
-    assert not any(layer.name.endswith("clusters") for layer in viewer.layers)
+    assert not any(layer.name.endswith(" labels") for layer in viewer.layers)
 
 
 def test_add_scribbles_layer_is_empty_on_the_image_with_the_brush_ready(make_napari_viewer):

@@ -178,8 +178,11 @@ def train_network(volumes, *, mode, config, in_channels, seed, device, progress=
                 "n_labels_batch": n_batch, "stage": "train"}
         if progress is not None:
             if (it + 1) % config.preview_every == 0 or it == 0:
-                info["preview"] = _preview(net, volumes[0], mode, device, preview_z)
-                info["preview_index"] = preview_z
+                # a GUI can ask for the slice its user is looking at
+                wanted = getattr(progress, "preview_slice", lambda: None)()
+                z = preview_z if wanted is None else min(max(int(wanted), 0), volumes[0].shape[0] - 1)
+                info["preview"] = _preview(net, volumes[0], mode, device, z)
+                info["preview_index"] = z
             progress(it + 1, config.max_iter, info)
         if it + 1 >= config.min_iter and n_seen <= config.min_labels:
             history.stopped_by = "min_labels"

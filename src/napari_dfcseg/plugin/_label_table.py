@@ -5,7 +5,14 @@ The table (label, name, voxels, mL, mean, SD) lives in the layer's
 convention), so napari shows it under the cursor and the writer saves the
 names. Edits (merge, remove islands, relabel) are computed off the GUI thread
 by :mod:`napari_dfcseg.engine.postprocess` and applied as ONE undo step of the
-layer (Ctrl+Z reverts them like a brush stroke).
+layer (Ctrl+Z reverts them like a brush stroke); the table recounts after any
+change of the data, undo and redo included, and remembers the names of labels
+an edit removed, so they come back with an undo.
+
+Like Slicer's Segment Statistics and ITK-SNAP's label list: a click on a row
+picks that label for the brush, a tick shows or hides it, a double click on
+its colour changes the colour, and *Copy* / *Export CSV…* hand the numbers
+to a spreadsheet.
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QApplication,
+    QColorDialog,
+    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
@@ -24,87 +34,34 @@ from qtpy.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
+    QTableWidgetSelectionRange,
     QVBoxLayout,
     QWidget,
 )
 
+from ._label_data import (
+    NAMES_KEY,
+    apply_labels_edit,
+    changed_block,
+    colour_of,
+    features_table,
+    names_of,
+    table_text,
+)
 from ._layers import spacing_of_layer
 from ._worker import describe_error, start_function
 
-__all__ = ["LabelTable", "changed_block", "apply_labels_edit", "features_table"]
+__all__ = ["LabelTable", "changed_block", "apply_labels_edit", "features_table", "table_text"]
 
-COLUMNS = ("Label", "Name", "Voxels", "mL", "Mean", "SD")
+COLUMNS = ("Show", "Label", "Name", "Voxels", "mL", "Mean", "SD")
+SHOW, LABEL, NAME = 0, 1, 2
+#: the statistics columns: (header, features column, format)
+_STATS = (("Voxels", "voxels", "{:d}"), ("mL", "volume_ml", "{:.2f}"), ("Mean", "mean", "{:.1f}"),
+          ("SD", "sd", "{:.1f}"))
 #: layer-metadata key naming the image layer a Labels layer was segmented from
 SOURCE_KEY = "dfcseg_source_layer"
 # wait this long after the last brush stroke before recounting the table
 _REFRESH_DELAY_MS = 600
-
-
-# ------------------------------------------------------------------ pure helpers
-def changed_block(old, new):
-    """Smallest box that holds every voxel where ``new`` differs from ``old``.
-
-    Returns
-    -------
-    (tuple of slice, ndarray) or None
-        The box and ``new``'s values inside it; None when nothing changed.
-    """
-    changed = np.asarray(old) != np.asarray(new)
-    if not changed.any():
-        return None
-    box = []
-    for axis in range(changed.ndim):
-        others = tuple(a for a in range(changed.ndim) if a != axis)
-        hit = np.flatnonzero(changed.any(axis=others))
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    box = tuple(box)
-    return box, np.array(np.asarray(new)[box], copy=True)
-
-
-def apply_labels_edit(layer, box, values):
-    """Write ``values`` into ``layer.data[box]`` as one undoable step.
-
-    Records a napari history atom ``(indices, before, after)``: a box of
-    slices rather than per-voxel indices, so undoing a relabel of a whole
-    CT costs two copies of the box, not 40 bytes per voxel.
-    """
-    before = np.array(layer.data[box], copy=True)
-    layer._save_history((box, before, np.array(values, copy=True)))
-    layer.data[box] = values
-    layer.refresh()
-
-
-def features_table(stats, names=None):
-    """napari ``features`` table (pandas) from ``label_table``'s columns, keeping names.
-
-    Parameters
-    ----------
-    stats : dict
-        ``{"label", "voxels", "volume_ml", "mean", "sd"}`` sequences.
-    names : dict, optional
-        ``{label: name}`` to carry over from the previous table.
-    """
-    import pandas as pd
-
-    labels = [int(v) for v in stats["label"]]
-    names = names or {}
-    return pd.DataFrame(
-        {
-            "index": labels,
-            "name": [names.get(v, "") for v in labels],
-            "voxels": np.asarray(stats["voxels"], dtype=np.int64),
-            "volume_ml": np.asarray(stats["volume_ml"], dtype=float),
-            "mean": np.asarray(stats["mean"], dtype=float),
-            "sd": np.asarray(stats["sd"], dtype=float),
-        }
-    )
-
-
-def _names_of(layer):
-    features = layer.features
-    if "index" not in features or "name" not in features:
-        return {}
-    return {int(k): str(n) for k, n in zip(features["index"], features["name"]) if str(n)}
 
 
 # ----------------------------------------------------------------------- widget
@@ -122,6 +79,7 @@ class LabelTable(QWidget):
 
         self._viewer = viewer
         self._watched = None
+        self._history_seen = None
         self._generation = 0
         self.busy = False
 
@@ -135,19 +93,34 @@ class LabelTable(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        # the name takes what is left, so every number (SD included) stays in view
+        header.setSectionResizeMode(NAME, QHeaderView.Stretch)
+        header.setStretchLastSection(False)
+        header.setMinimumSectionSize(24)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.table.setWordWrap(False)
         self.table.setMinimumHeight(200)
+        self.table.setToolTip("Click a row to paint that label; tick Show to hide or show it; "
+                              "double-click a colour to change it, a name to type it")
 
         self.merge_button = QPushButton("Merge selected")
         self.merge_button.setToolTip("Give the selected labels the smallest selected label value")
         self.islands_button = QPushButton("Remove islands <")
+        self.islands_button.setToolTip("Pieces smaller than this take the label around them")
         self.islands_size = QSpinBox()
         self.islands_size.setRange(1, 10_000_000)
         self.islands_size.setValue(50)
         self.islands_size.setSuffix(" vox")
         self.size_button = QPushButton("Relabel by size")
+        self.size_button.setToolTip("Number the labels 1, 2, … from the largest")
         self.intensity_button = QPushButton("Relabel by intensity")
+        self.intensity_button.setToolTip("Number the labels 1, 2, … from the darkest")
+        self.copy_button = QPushButton("Copy")
+        self.copy_button.setToolTip("Copy the table (tab-separated) to paste into a spreadsheet")
+        self.csv_button = QPushButton("Export CSV…")
+        self.csv_button.setToolTip("Save label, name, voxels, mL, mean and SD as a CSV file")
         self.refresh_button = QPushButton("Refresh")
         self.note = QLabel("Edits are undoable with Ctrl+Z on the labels layer.")
         self.note.setWordWrap(True)
@@ -160,7 +133,11 @@ class LabelTable(QWidget):
         actions.addLayout(islands, 0, 1)
         actions.addWidget(self.size_button, 1, 0)
         actions.addWidget(self.intensity_button, 1, 1)
-        actions.addWidget(self.refresh_button, 2, 0)
+        export = QHBoxLayout()
+        export.addWidget(self.copy_button)
+        export.addWidget(self.csv_button)
+        actions.addLayout(export, 2, 0)
+        actions.addWidget(self.refresh_button, 2, 1)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -176,10 +153,14 @@ class LabelTable(QWidget):
 
         self.layer_choice.changed.connect(self._watch)
         self.table.itemChanged.connect(self._on_item_changed)
+        self.table.itemSelectionChanged.connect(self._on_row_selected)
+        self.table.cellDoubleClicked.connect(self._on_double_click)
         self.merge_button.clicked.connect(self.merge_selected)
         self.islands_button.clicked.connect(lambda: self.remove_islands(self.islands_size.value()))
         self.size_button.clicked.connect(self.relabel_by_size)
         self.intensity_button.clicked.connect(self.relabel_by_intensity)
+        self.copy_button.clicked.connect(self.copy_to_clipboard)
+        self.csv_button.clicked.connect(lambda: self.export_csv())
         self.refresh_button.clicked.connect(self.refresh)
 
     # ------------------------------------------------------------- layers
@@ -199,16 +180,39 @@ class LabelTable(QWidget):
         self.refresh()
 
     def _watch(self, layer):
+        if self._watched is layer:
+            return
         if self._watched is not None:
-            self._watched.events.paint.disconnect(self._schedule_refresh)
-            self._watched.events.data.disconnect(self._schedule_refresh)
+            events = self._watched.events
+            events.paint.disconnect(self._schedule_refresh)
+            events.set_data.disconnect(self._on_set_data)
+            events.selected_label.disconnect(self._follow_selected_label)
         self._watched = layer
         if layer is not None:
             layer.events.paint.connect(self._schedule_refresh)
-            layer.events.data.connect(self._schedule_refresh)
+            # undo and redo refresh the layer (set_data) without a paint event
+            layer.events.set_data.connect(self._on_set_data)
+            layer.events.selected_label.connect(self._follow_selected_label)
+            self._history_seen = self._history_state(layer)
         self._fill(layer)
 
+    @staticmethod
+    def _history_state(layer):
+        return (len(getattr(layer, "_undo_history", ())), len(getattr(layer, "_redo_history", ())))
+
+    def _on_set_data(self, *_):
+        # set_data also fires when the slice moves: recount only if the history moved
+        layer = self._watched
+        if layer is None:
+            return
+        state = self._history_state(layer)
+        if state != self._history_seen:
+            self._history_seen = state
+            self._schedule_refresh()
+
     def _schedule_refresh(self, *_):
+        if self._watched is not None:
+            self._history_seen = self._history_state(self._watched)
         self._timer.start()
 
     def intensity_layer(self, layer):
@@ -233,13 +237,19 @@ class LabelTable(QWidget):
             self._fill(None)
             return
         image = self.intensity_layer(layer)
+        data = None if image is None else image.data
+        rgb = image is not None and image.rgb
         self._generation += 1
         generation = self._generation
+
+        def count(labels, spacing):
+            intensity = None if data is None else np.asarray(data)
+            if rgb:  # a colour image: the mean of its channels
+                intensity = intensity.mean(axis=-1)
+            return label_table(np.asarray(labels), intensity, spacing)
+
         start_function(
-            label_table,
-            np.asarray(layer.data),
-            None if image is None else np.asarray(image.data),
-            spacing_of_layer(layer),
+            count, layer.data, spacing_of_layer(layer),
             on_returned=lambda stats: self._on_counted(layer, generation, stats),
             on_errored=self._on_error,
         )
@@ -251,10 +261,13 @@ class LabelTable(QWidget):
             return
         if generation != self._generation or layer is not current:
             return  # a newer count is on its way
-        layer.features = features_table(stats, _names_of(layer))
+        names = names_of(layer)
+        layer.metadata[NAMES_KEY] = names
+        layer.features = features_table(stats, names)
         self._fill(layer)
 
     def _fill(self, layer):
+        selected = self.selected_labels()  # a recount keeps the user's selection
         self.table.blockSignals(True)
         self.table.setRowCount(0)
         features = layer.features if layer is not None else None
@@ -262,40 +275,164 @@ class LabelTable(QWidget):
             rows = features[features["index"] != 0]
             self.table.setRowCount(len(rows))
             for r, row in enumerate(rows.itertuples(index=False)):
-                label = int(row.index)
-                cells = (str(label), str(row.name), f"{int(row.voxels)}",
-                         f"{row.volume_ml:.2f}", f"{row.mean:.1f}", f"{row.sd:.1f}")
-                for c, text in enumerate(cells):
-                    item = QTableWidgetItem(text)
-                    flags = Qt.ItemIsSelectable | Qt.ItemIsEnabled
-                    if c == 1:
-                        flags |= Qt.ItemIsEditable
-                    else:
-                        item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
-                    item.setFlags(flags)
-                    self.table.setItem(r, c, item)
-                colour = layer.get_color(label)
-                if colour is not None:
-                    rgba = [int(255 * v) for v in colour]
-                    self.table.item(r, 0).setBackground(QColor(*rgba[:3]))
-                    text = QColor("black") if sum(rgba[:3]) > 382 else QColor("white")
-                    self.table.item(r, 0).setForeground(text)
+                self._fill_row(layer, r, row)
+        for label in selected:
+            row = self._row_of(label)
+            if row is not None:
+                self.table.setRangeSelected(
+                    QTableWidgetSelectionRange(row, 0, row, len(COLUMNS) - 1), True)
         self.table.blockSignals(False)
+        self._follow_selected_label()
+
+    def _fill_row(self, layer, r, row):
+        label = int(row.index)
+        fixed = Qt.ItemIsSelectable | Qt.ItemIsEnabled
+        show = QTableWidgetItem()
+        show.setFlags(fixed | Qt.ItemIsUserCheckable)
+        colour = layer.get_color(label)
+        visible = colour is None or colour[3] > 0
+        show.setCheckState(Qt.Checked if visible else Qt.Unchecked)
+        self.table.setItem(r, SHOW, show)
+        swatch = QTableWidgetItem(str(label))
+        swatch.setFlags(fixed)
+        swatch.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+        rgb = colour_of(layer, label)
+        if rgb is not None:
+            swatch.setBackground(QColor(*rgb))
+            swatch.setForeground(QColor("black") if sum(rgb) > 382 else QColor("white"))
+        self.table.setItem(r, LABEL, swatch)
+        name = QTableWidgetItem(str(row.name))
+        name.setFlags(fixed | Qt.ItemIsEditable)
+        self.table.setItem(r, NAME, name)
+        for c, (_, column, fmt) in enumerate(_STATS, start=NAME + 1):
+            value = getattr(row, column)
+            text = fmt.format(int(value) if fmt == "{:d}" else float(value))
+            item = QTableWidgetItem(text)
+            item.setFlags(fixed)
+            item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+            self.table.setItem(r, c, item)
+
+    def _row_of(self, label):
+        for r in range(self.table.rowCount()):
+            if int(self.table.item(r, LABEL).text()) == label:
+                return r
+        return None
 
     def _on_item_changed(self, item):
-        """A typed label name goes into the layer's features (and so into the saved file)."""
+        """A typed name goes into the features (and the saved file); a tick shows or hides."""
         layer = self.layer
-        if layer is None or item.column() != 1:
+        if layer is None:
             return
-        label = int(self.table.item(item.row(), 0).text())
-        features = layer.features.copy()
-        features.loc[features["index"] == label, "name"] = item.text().strip()
-        layer.features = features
+        label = int(self.table.item(item.row(), LABEL).text())
+        if item.column() == NAME:
+            features = layer.features.copy()
+            features.loc[features["index"] == label, "name"] = item.text().strip()
+            layer.features = features
+            names = dict(layer.metadata.get(NAMES_KEY) or {})
+            names[label] = item.text().strip()
+            layer.metadata[NAMES_KEY] = names
+        elif item.column() == SHOW:
+            self.set_label_visible(label, item.checkState() == Qt.Checked)
+
+    def _on_row_selected(self):
+        """Clicking a row picks its label for the brush (what ITK-SNAP's label list does)."""
+        layer = self.layer
+        labels = self.selected_labels()
+        if layer is not None and labels and layer.selected_label != labels[-1]:
+            layer.selected_label = labels[-1]
+
+    def _follow_selected_label(self, *_):
+        layer = self.layer
+        if layer is None or self.table.rowCount() == 0:
+            return
+        if int(layer.selected_label) in self.selected_labels():
+            return
+        row = self._row_of(int(layer.selected_label))
+        self.table.blockSignals(True)
+        self.table.clearSelection()
+        if row is not None:
+            self.table.selectRow(row)
+            self.table.scrollToItem(self.table.item(row, LABEL))
+        self.table.blockSignals(False)
+
+    def step_label(self, step):
+        """Pick the next (``step=+1``) or previous (-1) label of the table for the brush."""
+        layer = self.layer
+        n = self.table.rowCount()
+        if layer is None or n == 0:
+            return
+        row = self._row_of(int(layer.selected_label))
+        row = 0 if row is None else (row + step) % n
+        self.table.selectRow(row)
+
+    def _on_double_click(self, row, column):
+        if column == LABEL:
+            label = int(self.table.item(row, LABEL).text())
+            rgb = colour_of(self.layer, label) or (255, 255, 255)
+            chosen = QColorDialog.getColor(QColor(*rgb), self, f"Colour of label {label}")
+            if chosen.isValid():
+                self.set_label_colour(label, (chosen.red(), chosen.green(), chosen.blue()))
+
+    def set_label_colour(self, label, rgb):
+        """Give ``label`` the colour ``rgb`` (0-255) in the layer, keeping its visibility."""
+        self._set_colour(label, rgb=rgb)
+
+    def set_label_visible(self, label, visible):
+        """Show or hide one label of the layer (its colour's alpha)."""
+        self._set_colour(label, visible=visible)
+
+    def _set_colour(self, label, rgb=None, visible=None):
+        from napari.utils.colormaps import DirectLabelColormap
+
+        layer = self.layer
+        if layer is None:
+            return
+        old = layer.colormap
+        table = dict(getattr(old, "color_dict", {}) or {})
+        if not table:  # a cyclic colormap: freeze the colours the labels have now
+            table = {None: (0.0, 0.0, 0.0, 0.0), 0: (0.0, 0.0, 0.0, 0.0)}
+            for value in layer.features.get("index", []):
+                table[int(value)] = layer.get_color(int(value))
+        current = np.asarray(table.get(label, layer.get_color(label)), dtype=float)
+        colour = current.copy() if rgb is None else np.array([*(np.asarray(rgb) / 255.0), 1.0])
+        alpha = (1.0 if visible else 0.0) if visible is not None else current[3]
+        colour[3] = alpha
+        table[label] = colour
+        layer.colormap = DirectLabelColormap(color_dict=table)
+        self._fill(layer)
 
     def selected_labels(self):
         """Label values of the selected rows, in selection order."""
         rows = sorted({index.row() for index in self.table.selectedIndexes()})
-        return [int(self.table.item(r, 0).text()) for r in rows]
+        return [int(self.table.item(r, LABEL).text()) for r in rows]
+
+    # ------------------------------------------------------------ export
+    def copy_to_clipboard(self):
+        """Put the table on the clipboard, tab-separated (pastes into a spreadsheet)."""
+        layer = self.layer
+        if layer is not None and "voxels" in layer.features:
+            QApplication.clipboard().setText(table_text(layer.features, sep="\t"))
+
+    def export_csv(self, path=None):
+        """Write the table as CSV; returns the path (None if cancelled or nothing to write)."""
+        from pathlib import Path
+
+        layer = self.layer
+        if layer is None or "voxels" not in layer.features:
+            self._on_error_text("There is no label table to export: run a segmentation first")
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export label table",
+                                                  f"{layer.name}.csv", "CSV (*.csv)")
+            if not path:
+                return None
+        path = Path(path)
+        try:
+            path.write_text(table_text(layer.features), encoding="utf-8")
+        except OSError as exc:
+            self._on_error_text(f"{path}: could not write the table ({exc.strerror or exc})")
+            return None
+        return path
 
     # ------------------------------------------------------------- edits
     def merge_selected(self):
@@ -329,11 +466,10 @@ class LabelTable(QWidget):
         layer = self.layer
         image = None if layer is None else self.intensity_layer(layer)
         if image is None:
-            from napari.utils.notifications import show_error
-
-            show_error("Relabel by intensity needs an image layer of the labels' shape")
+            self._on_error_text("Relabel by intensity needs an image layer of the labels' shape")
             return
-        self._edit(relabel_by_intensity, np.asarray(image.data))
+        data = np.asarray(image.data)
+        self._edit(relabel_by_intensity, data.mean(axis=-1) if image.rgb else data)
 
     def _edit(self, func, *args):
         layer = self.layer
@@ -364,6 +500,10 @@ class LabelTable(QWidget):
             button.setEnabled(not busy)
 
     def _on_error(self, exc):
+        self._on_error_text(describe_error(exc))
+
+    @staticmethod
+    def _on_error_text(message):
         from napari.utils.notifications import show_error
 
-        show_error(describe_error(exc))
+        show_error(message)

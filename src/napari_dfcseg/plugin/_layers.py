@@ -17,6 +17,8 @@ __all__ = [
     "display_contrast_limits",
     "image_layer_data",
     "labels_colormap",
+    "labels_layer_data",
+    "region_colormap",
     "output_layer_kwargs",
     "slice_layer_kwargs",
     "world_affine_of_layer",
@@ -85,12 +87,55 @@ def image_layer_data(volume, name=None):
     tuple
         ``(array, kwargs, "image")`` as napari readers return it.
     """
-    kwargs = dict(volume.napari_transform())
-    kwargs["name"] = name or _layer_name(volume)
-    kwargs["metadata"] = {METADATA_KEY: volume.to_metadata()}
+    kwargs = _placement(volume, name)
     kwargs["contrast_limits"] = display_contrast_limits(volume.array, volume.modality)
     kwargs["colormap"] = "gray"
     return (volume.array, kwargs, "image")
+
+
+def labels_layer_data(volume, name=None, names=None, colours=None):
+    """napari layer-data tuple of a label volume: a Labels layer with its names and colours.
+
+    Parameters
+    ----------
+    volume : Volume
+        An integer label volume.
+    name : str, optional
+        Layer name; defaults to the file name.
+    names : dict, optional
+        ``{label: name}`` (from an ITK-SNAP ``.labels.txt``), kept in the layer's ``features``.
+    colours : dict, optional
+        ``{label: (r, g, b)}`` 0-255; labels without one get :func:`labels_colormap`'s colour.
+
+    Returns
+    -------
+    tuple
+        ``(array, kwargs, "labels")``.
+    """
+    import pandas as pd
+
+    array = np.asarray(volume.array)
+    if not np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.uint16 if array.max(initial=0) > 255 else np.uint8)
+    kwargs = _placement(volume, name)
+    high = int(array.max(initial=0))
+    kwargs["colormap"] = labels_colormap(max(high, 1), colours)
+    kwargs["opacity"] = 0.5
+    if names:
+        labels = sorted(names)
+        kwargs["features"] = pd.DataFrame({"index": labels, "name": [names[k] for k in labels]})
+    return (array, kwargs, "labels")
+
+
+def _placement(volume, name):
+    kwargs = dict(volume.napari_transform())
+    # spacings read as 6.499999999999998 (a float32 header) make napari's slider
+    # one step short of the last slice; 10 significant digits are exact for
+    # every real voxel size and drop that noise. The writer uses the metadata.
+    kwargs["scale"] = tuple(float(f"{s:.10g}") for s in kwargs["scale"])
+    kwargs["name"] = name or _layer_name(volume)
+    kwargs["metadata"] = {METADATA_KEY: volume.to_metadata()}
+    return kwargs
 
 
 def _layer_name(volume):
@@ -190,14 +235,27 @@ def spacing_of_layer(layer):
     return tuple(float(abs(s)) for s in layer.scale)
 
 
-def labels_colormap(max_label=255):
-    """A napari ``DirectLabelColormap`` with ITK-SNAP/Slicer's colours for labels 1..max_label."""
+def labels_colormap(max_label=255, colours=None):
+    """A napari ``DirectLabelColormap`` with ITK-SNAP/Slicer's colours for labels 1..max_label.
+
+    Label 0 is transparent (the "clear label" outside the patient).
+    ``colours`` (``{label: (r, g, b)}``, 0-255) overrides single labels.
+    """
     from napari.utils.colormaps import DirectLabelColormap
 
     from napari_dfcseg.io import label_colour
 
-    colours = {None: (0.5, 0.5, 0.5, 1.0), 0: (0.0, 0.0, 0.0, 0.0)}
-    for label in range(1, int(max_label) + 1):
-        r, g, b = label_colour(label)  # 0-255, as the written colour tables
-        colours[label] = (r / 255.0, g / 255.0, b / 255.0, 1.0)
-    return DirectLabelColormap(color_dict=colours)
+    colours = dict(colours or {})
+    table = {None: (0.5, 0.5, 0.5, 1.0), 0: (0.0, 0.0, 0.0, 0.0)}
+    for label in range(1, max(int(max_label), *colours.keys(), 1) + 1):
+        r, g, b = colours.get(label) or label_colour(label)  # 0-255, as the written colour tables
+        table[label] = (r / 255.0, g / 255.0, b / 255.0, 1.0)
+    return DirectLabelColormap(color_dict=table)
+
+
+def region_colormap():
+    """Colours of a region (mask) layer: 0 transparent, 1 a yellow outline like Slicer's ROI."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={None: (1.0, 0.85, 0.0, 1.0), 0: (0.0, 0.0, 0.0, 0.0),
+                                           1: (1.0, 0.85, 0.0, 1.0)})

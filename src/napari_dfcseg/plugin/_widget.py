@@ -1,81 +1,60 @@
 """The "DFC Segmentation" dock widget: inputs, Run / Cancel, label table, save, reference mode.
 
-Thin: it gathers layer data on the GUI thread, hands a bound engine call to
-:mod:`._worker`, and turns the worker's signals into layers, a progress bar
-and notifications. Geometry goes through :mod:`._layers`, label edits through
-:mod:`._label_table`, files through :mod:`._writer` and the engine.
+Thin: it references layer data on the GUI thread, hands a bound call of
+:mod:`._run` to :mod:`._worker`, and turns the worker's signals into layers,
+a progress bar and notifications. Geometry goes through :mod:`._layers`,
+label edits through :mod:`._label_table`, the live preview through
+:mod:`._preview`, files through :mod:`._writer` and the engine.
 """
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
+import time
 
 import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import (
+    QCheckBox,
     QFileDialog,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
+    QShortcut,
     QVBoxLayout,
     QWidget,
 )
 
-from ._label_table import SOURCE_KEY, LabelTable
-from ._layers import labels_colormap, output_layer_kwargs, slice_layer_kwargs, spacing_of_layer
+from . import _view
+from ._label_table import SOURCE_KEY, LabelTable, apply_labels_edit
+from ._layers import labels_colormap, output_layer_kwargs, region_colormap, spacing_of_layer
+from ._preview import LivePreview
+from ._run import RUN_KEY, STAGE_TEXT, RunInputs, apply_model_call, run_record, segment_call
+from ._save import MODEL_FILTER, SaveActions
 from ._settings import RunSettings
 from ._worker import describe_error, start_engine_run
-from ._writer import write_labels_layer
 
-__all__ = ["DFCSegWidget"]
+__all__ = ["DFCSegWidget", "SHORTCUTS"]
 
-_MODEL_FILTER = "napari-dfcseg model (*.pt)"
-_LABELS_FILTER = "NIfTI labels (*.nii.gz *.nii)"
-
-
-def _gather_inputs(image, channels, mask, scribbles):
-    """Arrays the engine takes, built on the worker thread (stacking can be large)."""
-    from napari_dfcseg.errors import InvalidInputError
-
-    image = np.asarray(image)
-    channel_axis = None
-    if channels:
-        for name, extra in channels:
-            if np.shape(extra) != image.shape:
-                raise InvalidInputError(
-                    f"channel layer {name!r} has shape {np.shape(extra)}, "
-                    f"the image has {image.shape}: channels must be co-registered"
-                )
-        image = np.stack([image, *(np.asarray(extra) for _, extra in channels)], axis=-1)
-        channel_axis = -1
-    mask = None if mask is None else np.asarray(mask) > 0
-    scribbles = None if scribbles is None else np.asarray(scribbles)
-    return image, channel_axis, mask, scribbles
+#: layer-metadata key marking an automatic body-outline layer (value: its image's name)
+REGION_KEY = "dfcseg_region_of"
+#: keyboard shortcuts of the widget (active anywhere in the napari window)
+SHORTCUTS = {"run": "Ctrl+Shift+R", "cancel": "Ctrl+Shift+X",
+             "next_label": "Ctrl+Shift+Down", "previous_label": "Ctrl+Shift+Up"}
 
 
-def _segment_call(data, *, mode, spacing, config, seed, device, progress, cancel):
-    from napari_dfcseg.engine.pipeline import segment
-
-    image, channel_axis, mask, scribbles = _gather_inputs(*data)
-    return segment(
-        image, mode=mode, spacing=spacing, channel_axis=channel_axis, mask=mask,
-        scribbles=scribbles, config=config, seed=seed, device=device,
-        progress=progress, cancel=cancel,
-    )
+def _duration(seconds):
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
 
 
-def _apply_model_call(model_path, data, *, spacing, device, progress, cancel):
-    from napari_dfcseg.engine.model import load_model
-    from napari_dfcseg.engine.pipeline import apply_model
-
-    image, _, mask, _ = _gather_inputs(*data)
-    model = load_model(model_path)
-    return apply_model(model, image, spacing=spacing, mask=mask, device=device,
-                       progress=progress, cancel=cancel)
-
-
-class DFCSegWidget(QWidget):
+class DFCSegWidget(SaveActions, QWidget):
     """Segment an image layer by differentiable feature clustering, then edit and save the labels.
 
     Parameters
@@ -90,32 +69,50 @@ class DFCSegWidget(QWidget):
         self.run_handle = None  # the EngineRun in progress
         self.last_result = None  # SegmentationResult of the last run (its model for "Save model…")
         self.output_layer = None
-        self._preview = None
+        self.region_layer = None  # the automatic body outline of the last run
         self._progress = None
-        self._run_image = None
+        self._run = None  # what the run in progress needs when it returns
+        self.preview = LivePreview(napari_viewer)
 
         self.settings = RunSettings(napari_viewer)
         self.add_scribbles_button = QPushButton("Add scribbles layer")
         self.add_scribbles_button.setToolTip(
-            "An empty Labels layer on the image, brush selected: paint classes 1, 2, 3…"
+            "An empty Labels layer on the image, brush selected: paint tissues 1, 2, 3…"
+        )
+        self.replace_box = QCheckBox("Replace the previous result")
+        self.replace_box.setChecked(True)
+        self.replace_box.setToolTip(
+            "Run again into the same result layer (Ctrl+Z on it brings the previous one back); "
+            "unticked, every run adds a new layer"
         )
         self.run_button = QPushButton("Run")
+        self.run_button.setToolTip(f"Segment the image ({SHORTCUTS['run']})")
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip(f"Stop the run; nothing is added ({SHORTCUTS['cancel']})")
         self.cancel_button.setEnabled(False)
+        self.export_button = QPushButton("Export settings…")
+        self.export_button.setToolTip(
+            "Save these settings as a file for the command line: dfcseg segment --config FILE"
+        )
         self.status = QLabel("Pick an image layer and press Run.")
         self.status.setWordWrap(True)
 
         self.label_table = LabelTable(napari_viewer)
         self.save_labels_button = QPushButton("Save labels…")
+        self.save_labels_button.setToolTip("NIfTI with the scan's geometry, names and colours "
+                                           "for 3D Slicer and ITK-SNAP")
         self.save_model_button = QPushButton("Save model…")
         self.save_model_button.setEnabled(False)
         self.save_model_button.setToolTip("Save the network of the last run to apply it to other scans")
         self.apply_model_button = QPushButton("Apply model…")
-        self.apply_model_button.setToolTip("Label the selected image with a saved model (reference mode)")
+        self.apply_model_button.setToolTip(
+            "Label the selected image with a saved model, with the same extra contrasts and region"
+        )
 
         run_row = QHBoxLayout()
         run_row.addWidget(self.run_button)
         run_row.addWidget(self.cancel_button)
+        run_row.addWidget(self.export_button)
         save_row = QHBoxLayout()
         save_row.addWidget(self.save_labels_button)
         save_row.addWidget(self.save_model_button)
@@ -126,36 +123,72 @@ class DFCSegWidget(QWidget):
         table_layout.addWidget(self.label_table)
         table_layout.addLayout(save_row)
 
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addWidget(self.settings)
         layout.addWidget(self.add_scribbles_button)
+        layout.addWidget(self.replace_box)
         layout.addLayout(run_row)
         layout.addWidget(self.status)
         layout.addWidget(table_box)
         layout.addStretch(1)
+        # a scroll area keeps the dock (and so the napari window) within the screen
+        # when Advanced is open; only vertical scrolling, the width follows the dock
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(content)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll)
+        content.setMinimumWidth(content.minimumSizeHint().width())
+        self.setMinimumWidth(content.minimumSizeHint().width()
+                             + self.scroll.verticalScrollBar().sizeHint().width())
 
         self.add_scribbles_button.clicked.connect(self.add_scribbles_layer)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.export_button.clicked.connect(lambda: self.export_settings())
         self.save_labels_button.clicked.connect(lambda: self.save_labels())
         self.save_model_button.clicked.connect(lambda: self.save_model())
         self.apply_model_button.clicked.connect(lambda: self.apply_model())
+        self._add_shortcuts()
 
         events = napari_viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
             event.connect(self.reset_choices)
+        events.inserted.connect(self._on_layer_inserted)
         # closing the viewer mid-run must not leave the engine thread running
         cancel_on_close = self._cancel_on_close = {"event": None}
         self.destroyed.connect(
             lambda *_: cancel_on_close["event"] is not None and cancel_on_close["event"].set()
         )
         self.reset_choices()
+        _view.orient_like_slicer(napari_viewer)
+
+    def _add_shortcuts(self):
+        # children of the widget with a window context: active anywhere in the
+        # napari window the widget is docked in, and gone with the widget
+        actions = {"run": self.run, "cancel": self.cancel,
+                   "next_label": lambda: self.label_table.step_label(+1),
+                   "previous_label": lambda: self.label_table.step_label(-1)}
+        self.shortcuts = {}
+        for name, action in actions.items():
+            shortcut = QShortcut(QKeySequence(SHORTCUTS[name]), self)
+            shortcut.setContext(Qt.WindowShortcut)
+            shortcut.activated.connect(action)
+            self.shortcuts[name] = shortcut
 
     # ---------------------------------------------------------------- choices
     def reset_choices(self, *_):
         """Refresh every layer list (napari also calls this on layer changes)."""
         self.settings.reset_choices()
         self.label_table.reset_choices()
+
+    def _on_layer_inserted(self, event):
+        if getattr(event.value, "metadata", {}).get("dfcseg") and self.viewer.dims.ndim == 3:
+            _view.orient_like_slicer(self.viewer)
 
     # ------------------------------------------------------------- scribbles
     def add_scribbles_layer(self):
@@ -185,81 +218,94 @@ class DFCSegWidget(QWidget):
         """True while an engine call is in progress."""
         return self.run_handle is not None
 
+    def _checked_image(self, three_d):
+        """The image layer to segment, or None after telling the user why not."""
+        image = self.settings.image.value
+        if image is None:
+            self._error("Add or open an image layer first")
+            return None
+        if image.rgb:
+            return image  # a colour photo: one 2D image with a colour axis
+        if image.ndim not in (2, 3):
+            self._error(f"Layer {image.name!r} has {image.ndim} dimensions: open one 2D image "
+                        "or one 3D scan")
+            return None
+        if three_d and image.ndim != 3:
+            # the engine would treat a 2D image as one slice; in the GUI that is a mistake
+            self._error(f"3D mode needs a 3D image, and layer {image.name!r} is {image.ndim}D: "
+                        "choose 2D slice-wise mode")
+            return None
+        return image
+
     def run(self):
         """Start a segmentation of the selected image with the widget's settings."""
         if self.running:
             return None
         s = self.settings
-        image = s.image.value
+        image = self._checked_image(s.engine_mode() == "3d")
         if image is None:
-            self._error("Add or open an image layer first")
-            return None
-        if s.engine_mode() == "3d" and image.ndim != 3:
-            # the engine would treat a 2D image as one slice; in the GUI that is a mistake
-            self._error(
-                f"3D mode needs a 3D image, and layer {image.name!r} is {image.ndim}D: "
-                "choose 2D slice-wise mode"
-            )
             return None
         try:
             config = s.config()
         except Exception as exc:  # DFCConfig checks its fields
             self._error(describe_error(exc))
             return None
-        call = functools.partial(
-            _segment_call,
-            self._input_arrays(image),
-            mode=s.engine_mode(),
-            spacing=spacing_of_layer(image),
-            config=config,
-            seed=int(s.seed.value),
-            device=s.device.value,
-        )
-        return self._start(call, image, total=config.max_iter, suffix="clusters")
+        mode = "2d" if image.rgb else s.engine_mode()
+        call = functools.partial(segment_call, self._run_inputs(image), mode=mode, config=config,
+                                 seed=int(s.seed.value), device=s.device.value)
+        record = {"mode": mode, "seed": int(s.seed.value), "preset": s.preset.value}
+        return self._start(call, image, suffix="labels", record=record)
 
     def apply_model(self, path=None):
         """Label the selected image with a model saved by "Save model…" (reference mode)."""
         if self.running:
             return None
-        image = self.settings.image.value
+        image = self._checked_image(False)
         if image is None:
-            self._error("Add or open an image layer first")
             return None
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Apply model", "", _MODEL_FILTER)
+            path, _ = QFileDialog.getOpenFileName(self, "Apply model", "", MODEL_FILTER)
             if not path:
                 return None
-        call = functools.partial(
-            _apply_model_call,
-            str(path),
-            self._input_arrays(image),
-            spacing=spacing_of_layer(image),
-            device=self.settings.device.value,
-        )
-        return self._start(call, image, total=1, suffix="model labels")
+        call = functools.partial(apply_model_call, str(path), self._run_inputs(image),
+                                 device=self.settings.device.value)
+        record = {"mode": "model", "seed": 0, "preset": "", "model_path": str(path)}
+        return self._start(call, image, suffix="model labels", record=record)
 
-    def _input_arrays(self, image):
+    def _run_inputs(self, image):
+        """References to the layer data of a run (no copy on the GUI thread)."""
         s = self.settings
-        channels = [(layer.name, layer.data) for layer in s.channels.value if layer is not image]
-        mask = None if s.mask.value is None else s.mask.value.data
-        scribbles = None if s.scribbles.value is None else s.scribbles.value.data
-        return (image.data, channels, mask, scribbles)
+        region = s.region_layer()
+        meta = image.metadata.get("dfcseg") or {}
+        return RunInputs(
+            image=image.data,
+            channels=[] if image.rgb else
+            [(layer.name, layer.data) for layer in s.channels.value if layer is not image],
+            region=region.data if region is not None else s.region.value,
+            scribbles=None if s.scribbles.value is None else s.scribbles.value.data,
+            rgb=bool(image.rgb),
+            modality=str(meta.get("modality", "")),
+            spacing=spacing_of_layer(image),
+        )
 
-    def _start(self, call, image, *, total, suffix):
+    def _start(self, call, image, *, suffix, record):
         from napari.utils import progress
 
-        self._run_image = (image, suffix)
-        self._progress = progress(total=total, desc=f"DFC {image.name}")
+        self._run = {"image": image, "suffix": suffix, "record": record,
+                     "start": time.perf_counter(), "train_start": None}
+        self._progress = progress(total=0, desc=f"DFC {image.name}: starting")
         self.run_button.setEnabled(False)
         self.apply_model_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting…")
+        self.preview.start(image)
         self.run_handle = start_engine_run(
             call,
             on_progress=self._on_progress,
             on_returned=self._on_returned,
             on_errored=self._on_errored,
             on_finished=self._on_finished,
+            preview_slice=self.preview.wanted_slice,
         )
         self._cancel_on_close["event"] = self.run_handle.cancel_event
         return self.run_handle
@@ -274,69 +320,103 @@ class DFCSegWidget(QWidget):
     # ------------------------------------------------- worker signal handlers
     def _on_progress(self, report):
         info = report.info
-        stage = "labelling" if info.get("stage") == "label" else "iteration"
-        text = f"{stage} {report.i}/{report.n}"
-        if "loss" in info:
-            text += f" · loss {float(info['loss']):.3f}"
-        if "n_labels" in info:
-            text += f" · {int(info['n_labels'])} labels"
+        stage = info.get("stage")
+        if stage in STAGE_TEXT:
+            self._set_progress(STAGE_TEXT[stage], 0, 0)
+            return
+        run = self._run
+        now = time.perf_counter()
+        key = "label_start" if stage == "label" else "train_start"
+        if run.get(key) is None or report.i < run[key][1]:
+            run[key] = (now, report.i)
+        t0, i0 = run[key]
+        what = "Labelling" if stage == "label" else "Training"
+        text = f"{what} {report.i}/{report.n}"
+        if report.n and report.i > i0:
+            left = (now - t0) / (report.i - i0) * (report.n - report.i)
+            text += f" · about {_duration(left)} left"
+        self._set_progress(text, report.i, report.n)
+        if info.get("preview") is not None:
+            self.preview.show(info["preview"], int(info.get("preview_index", 0)))
+
+    def _set_progress(self, text, i, n):
         self.status.setText(text)
         pbar = self._progress
-        if pbar is not None:
-            if report.n and pbar.total != report.n:
-                pbar.total = report.n
-            if report.i < pbar.n:  # labelling restarts the count after training
-                pbar.n = 0
-            pbar.set_description(f"DFC {text}")
-            pbar.update(report.i - pbar.n)
-        if info.get("preview") is not None:
-            self._show_preview(np.asarray(info["preview"]), int(info.get("preview_index", 0)))
-
-    def _show_preview(self, preview, index):
-        """Show the engine's preview of one slice as a layer sitting on that slice."""
-        image, _ = self._run_image
-        if image.ndim == 3 and preview.ndim == 2:
-            data, placement = preview[None], slice_layer_kwargs(image, index)
-        else:
-            data, placement = preview, output_layer_kwargs(image)
-            placement.pop("metadata")
-        if self._preview is not None and self._preview in self.viewer.layers:
-            self._preview.data = data
-            self._preview.affine = placement.get("affine", self._preview.affine)
+        if pbar is None:
             return
-        self._preview = self.viewer.add_labels(
-            data, name=f"{image.name} preview", opacity=0.6, colormap=labels_colormap(),
-            **placement,
-        )
-        self._preview.editable = False
-        if data.shape[0] == 1 and self.viewer.dims.ndisplay == 2 and self.viewer.dims.ndim == 3:
-            # show the previewed slice: centre of the slice in world coordinates
-            centre = np.array([0.0, (data.shape[1] - 1) / 2, (data.shape[2] - 1) / 2, 1.0])
-            world = self._preview.affine.affine_matrix @ centre
-            for axis in self.viewer.dims.not_displayed:
-                self.viewer.dims.set_point(axis, float(world[axis]))
+        if pbar.total != n:
+            pbar.total = n
+        if i < pbar.n:  # labelling restarts the count after training
+            pbar.n = 0
+        pbar.set_description(f"DFC {text}")
+        if n:
+            pbar.update(i - pbar.n)
 
-    def _on_returned(self, result):
-        image, suffix = self._run_image
+    def _on_returned(self, output):
+        run = self._run
+        image, record = run["image"], run["record"]
+        result = output.result
         self.last_result = result
+        if output.region is not None:
+            self._show_region(image, output.region)
+        metadata = run_record(output, image_name=image.name, mode=record["mode"],
+                              seed=record["seed"], preset=record["preset"],
+                              model_path=record.get("model_path"))
+        layer = self._show_result(image, result.labels, run["suffix"], metadata)
+        self.save_model_button.setEnabled(getattr(result, "model", None) is not None)
+        chosen = metadata.get("tissues_chosen")
+        how = f" (tissue count chosen automatically: {chosen})" if chosen and \
+            self.settings.tissue_count() is None else ""
+        self.status.setText(
+            f"Done: {result.n_labels} labels{how} in {_duration(time.perf_counter() - run['start'])}."
+            " Correct them with the brush, then Save labels…"
+        )
+        self.label_table.show_layer(layer)
+
+    def _show_result(self, image, labels, suffix, metadata):
+        """Put ``labels`` into the previous result layer (one undo step) or a new layer."""
+        old = self.output_layer
+        if (self.replace_box.isChecked() and old is not None and old in self.viewer.layers
+                and old.metadata.get(SOURCE_KEY) == image.name and old.data.shape == labels.shape):
+            if old.data.dtype == labels.dtype:
+                apply_labels_edit(old, tuple(slice(None) for _ in labels.shape), labels)
+            else:
+                old.data = labels
+                old._reset_history()  # the old undo steps do not fit the new array
+            old.metadata[RUN_KEY] = metadata
+            self.viewer.layers.selection.active = old
+            return old
         layer = self.viewer.add_labels(
-            result.labels,
-            name=f"{image.name} {suffix}",
-            colormap=labels_colormap(),
+            labels, name=f"{image.name} {suffix}", colormap=labels_colormap(),
             opacity=0.5,  # the anatomy shows through, as in Slicer's Segment Editor
             **output_layer_kwargs(image),
         )
         layer.metadata[SOURCE_KEY] = image.name
+        layer.metadata[RUN_KEY] = metadata
         self.output_layer = layer
-        self.save_model_button.setEnabled(getattr(result, "model", None) is not None)
-        n_labels = result.n_labels
-        iterations = getattr(result, "n_iterations", None)
-        self.status.setText(
-            f"Done: {n_labels} labels" + (f" after {iterations} iterations" if iterations else "")
-            + ". Correct them with the brush, then Save labels…"
-        )
         self.viewer.layers.selection.active = layer
-        self.label_table.show_layer(layer)
+        return layer
+
+    def _show_region(self, image, region):
+        """Show the automatic body outline as an editable Labels layer, and use it next time."""
+        data = region.astype(np.uint8)
+        old = self.region_layer
+        if old is not None and old in self.viewer.layers and \
+                old.metadata.get(REGION_KEY) == image.name and old.data.shape == data.shape:
+            old.data = data
+            old._reset_history()
+            layer = old
+        else:
+            with _view.keep_selection(self.viewer):
+                layer = self.viewer.add_labels(
+                    data, name=f"{image.name} body", colormap=region_colormap(), opacity=0.7,
+                    blending="translucent_no_depth", **output_layer_kwargs(image),
+                )
+            layer.contour = 1  # an outline: the result shows through
+            layer.metadata[REGION_KEY] = image.name
+            self.region_layer = layer
+        self.settings.reset_choices()
+        self.settings.region.value = layer
 
     def _on_errored(self, exc):
         from napari_dfcseg.errors import Cancelled
@@ -344,13 +424,10 @@ class DFCSegWidget(QWidget):
         if isinstance(exc, Cancelled):
             self.status.setText("Cancelled: nothing was added.")
             return
-        self.status.setText(describe_error(exc))
         self._error(describe_error(exc))
 
     def _on_finished(self):
-        if self._preview is not None and self._preview in self.viewer.layers:
-            self.viewer.layers.remove(self._preview)
-        self._preview = None
+        self.preview.stop()
         if self._progress is not None:
             self._progress.close()
             self._progress = None
@@ -359,81 +436,11 @@ class DFCSegWidget(QWidget):
         self.apply_model_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
-    # ------------------------------------------------------------------ save
-    def _labels_layer_to_save(self):
-        from napari.layers import Labels
-
-        layer = self.label_table.layer or self.output_layer
-        if layer is None:
-            active = self.viewer.layers.selection.active
-            layer = active if isinstance(active, Labels) else None
-        return layer
-
-    def save_labels(self, path=None):
-        """Save the table's Labels layer as NIfTI with the source scan's geometry.
-
-        Returns the written paths (empty if the user cancelled or it failed).
-        """
-        layer = self._labels_layer_to_save()
-        if layer is None:
-            self._error("There is no labels layer to save: run a segmentation first")
-            return []
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(
-                self, "Save labels", str(self._suggested_path(layer)), _LABELS_FILTER
-            )
-            if not path:
-                return []
-        path = Path(path)
-        if not path.name.lower().endswith((".nii", ".nii.gz")):
-            path = path.with_name(path.name + ".nii.gz")
-        if self._is_a_source_scan(path):
-            self._error(f"{path.name} is an open scan: choose another file name")
-            return []
-        data, state, _ = layer.as_layer_data_tuple()
-        state["features"] = layer.features
-        try:
-            written = write_labels_layer(str(path), data, state)
-        except Exception as exc:
-            self._error(describe_error(exc))
-            return []
-        from napari.utils.notifications import show_info
-
-        show_info(f"Saved {Path(written[0]).name}")
-        return written
-
-    def _suggested_path(self, layer):
-        for other in self.viewer.layers:
-            if other.source.path and other.name == layer.metadata.get(SOURCE_KEY):
-                return Path(other.source.path).parent / f"{layer.name}.nii.gz"
-        return Path.home() / f"{layer.name}.nii.gz"
-
-    def _is_a_source_scan(self, path):
-        target = path.resolve()
-        return any(
-            layer.source.path and Path(layer.source.path).resolve() == target
-            for layer in self.viewer.layers
-        )
-
-    def save_model(self, path=None):
-        """Save the network of the last run (reference mode: apply it to other scans)."""
-        model = getattr(self.last_result, "model", None)
-        if model is None:
-            self._error("Run a segmentation first: there is no model to save")
-            return None
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save model", "dfcseg_model.pt", _MODEL_FILTER)
-            if not path:
-                return None
-        try:
-            model.save(path)
-        except Exception as exc:
-            self._error(describe_error(exc))
-            return None
-        return path
-
     # ----------------------------------------------------------------- utils
     def _error(self, message):
+        """One-line error: a notification, and the status line (so no stale message stays)."""
         from napari.utils.notifications import show_error
 
+        self.status.setText(message)
         show_error(message)
+

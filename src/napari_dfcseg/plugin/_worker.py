@@ -69,13 +69,17 @@ def _preview_of(report):
     return {k: report.info[k] for k in ("preview", "preview_index") if k in report.info}
 
 
-def _relay(call, cancel):
+def _relay(call, cancel, preview_slice=None):
     """Generator run by the worker: start ``call`` on a helper thread, yield its progress."""
     reports = queue.SimpleQueue()
     outcome = {}
 
     def progress(i, n, info=None):
         reports.put(Progress(int(i), int(n), dict(info or {})))
+
+    if preview_slice is not None:
+        # the engine previews the slice this returns (the one the user looks at)
+        progress.preview_slice = preview_slice
 
     def target():
         try:
@@ -114,7 +118,7 @@ class EngineRun:
         self.cancel_event.set()
 
 
-def start_engine_run(call, *, on_progress, on_returned, on_errored, on_finished):
+def start_engine_run(call, *, on_progress, on_returned, on_errored, on_finished, preview_slice=None):
     """Run ``call(progress=..., cancel=...)`` in a napari generator worker.
 
     Parameters
@@ -125,6 +129,8 @@ def start_engine_run(call, *, on_progress, on_returned, on_errored, on_finished)
         GUI-thread handlers of the worker's ``yielded`` (a :class:`Progress`),
         ``returned`` (the engine's result), the exception the engine raised, and
         ``finished`` signals.
+    preview_slice : callable, optional
+        Returns the slice index (data axis 0) the engine should preview, or None.
 
     Returns
     -------
@@ -133,7 +139,8 @@ def start_engine_run(call, *, on_progress, on_returned, on_errored, on_finished)
     from napari.qt.threading import create_worker
 
     cancel = threading.Event()
-    worker = create_worker(_relay, call, cancel, _start_thread=False, _ignore_errors=True)
+    worker = create_worker(_relay, call, cancel, preview_slice, _start_thread=False,
+                           _ignore_errors=True)
     worker.yielded.connect(on_progress)
     worker.returned.connect(lambda outcome: _dispatch(outcome, on_returned, on_errored))
     worker.finished.connect(on_finished)
