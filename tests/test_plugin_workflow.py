@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from napari_dfcseg.datasets import head_phantom
-from napari_dfcseg.engine.config import DFCConfig
+from napari_dfcseg.cli import build_parser
+from napari_dfcseg.cli._options import config_from_args
+from napari_dfcseg.engine.parameters import load_config
 from napari_dfcseg.io import Volume
 from napari_dfcseg.plugin._layers import image_layer_data
 from napari_dfcseg.plugin._run import RUN_KEY
@@ -53,7 +55,7 @@ def test_front_controls_speak_tissues_region_mode_and_preset_with_a_tooltip_each
             assert widget.tooltip, f"{widget.label} has no tooltip"
     # the engine's knobs are behind Advanced, in words a user knows
     advanced = [w.label for w in s._advanced]
-    assert "Feature maps" in advanced and "Smoothness (2D)" in advanced
+    assert "Feature maps" in advanced and "Smoothness" in advanced
 
 
 def test_forced_tissue_count_goes_into_the_config_and_is_checked_against_feature_maps(make_napari_viewer):
@@ -139,10 +141,11 @@ def test_run_record_in_metadata_and_exported_settings_rebuild_the_same_config(
     json.dumps(record)  # plain types only: it can travel with the layer
     path = widget.export_settings(tmp_path / "tuned")
     assert path.name == "tuned.json"
-    saved = json.loads(path.read_text())
-    assert saved["mode"] == "2d" and saved["seed"] == 3
-    assert DFCConfig.from_dict(saved["config"]) == widget.settings.config()
-    assert "--config tuned.json" in widget.status.text()
+    assert load_config(path) == widget.settings.config()
+    assert "--config tuned.json --mode 2d --seed 3" in widget.status.text()
+    # what the command line makes of it: the same config
+    args = build_parser().parse_args(["segment", "a.nii", "b.nii", "--config", str(path)])
+    assert config_from_args(args) == widget.settings.config()
 
 
 def test_an_error_before_a_run_replaces_the_old_status_message(make_napari_viewer, qtbot):

@@ -108,18 +108,18 @@ _W = dict(type=float, minimum=0.0, maximum=100.0, metavar="W")
 #: The table. Order = the order of the widget's fields and of ``--help``.
 USER_PARAMETERS: tuple[UserParameter, ...] = (
     UserParameter("n_channels", int, 2, 512, "feature channels of every layer; also the most"
-                  " clusters a run can give", "Feature channels"),
-    UserParameter("n_conv", int, 1, 8, "convolution blocks before the 1x1 head", "Conv layers"),
+                  " clusters a run can give", "Feature maps"),
+    UserParameter("n_conv", int, 1, 8, "convolution blocks before the 1x1 head", "Network layers"),
     UserParameter("max_iter", int, 1, 100_000, "maximum number of training iterations",
-                  "Iterations"),
+                  "Training steps"),
     UserParameter("min_labels", int, 1, 512, "stop once the run shows K labels or fewer",
-                  "Min labels", metavar="K"),
+                  "Stop at labels", metavar="K"),
     UserParameter("n_clusters", int, 0, 512, "merge the clusters down to K labels at the end"
                   " (0: no merging)", "Clusters (0 = no merging)", metavar="K", none_value=0),
     UserParameter("w_continuity", help="weight of the neighbour agreement term", step=0.05,
-                  label="Continuity weight", **_W),
+                  label="Smoothness", **_W),
     UserParameter("w_continuity_3d", help="the continuity weight in 3D mode", step=0.05,
-                  label="Continuity weight 3D", **_W),
+                  label="Smoothness 3D", **_W),
     UserParameter("w_scribble", help="weight of the scribble term", step=0.1,
                   label="Scribble weight", **_W),
     UserParameter("anchor", help="weight of the intensity mixture in the self-labels (keeps thin"

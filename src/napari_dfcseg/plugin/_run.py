@@ -45,6 +45,7 @@ class RunInputs:
     rgb: bool = False
     modality: str = ""
     spacing: tuple = ()
+    names: dict = field(default_factory=dict)  # layer names for messages: image, region, scribbles
 
 
 @dataclass
@@ -86,65 +87,55 @@ def _placeholder_foreground(image):
     return ndimage.binary_fill_holes(body)
 
 
-def _stack(inputs):
-    """(image, channel_axis): the image with its extra contrasts on a last channel axis."""
-    from napari_dfcseg.errors import InvalidInputError
+def _assemble(inputs):
+    """The engine's inputs (:func:`~napari_dfcseg.engine.inputs.assemble_inputs`: the one rule)."""
+    from napari_dfcseg.engine.inputs import assemble_inputs
 
-    image = np.asarray(inputs.image)
-    if inputs.rgb:
-        return image, -1
-    if not inputs.channels:
-        return image, None
-    for name, extra in inputs.channels:
-        if np.shape(extra) != image.shape:
-            raise InvalidInputError(
-                f"contrast {name!r} has {np.shape(extra)} voxels, the image {image.shape}: "
-                "extra contrasts must be co-registered on the image's grid"
-            )
-    return np.stack([image, *(np.asarray(extra) for _, extra in inputs.channels)], axis=-1), -1
-
-
-def _check_cancel(cancel):
-    from napari_dfcseg.errors import Cancelled
-
-    if cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set") else cancel()):
-        raise Cancelled("cancelled")
+    names = inputs.names
+    return assemble_inputs(
+        inputs.image,
+        channel_axis=-1 if inputs.rgb else None,
+        channels=[data for _, data in inputs.channels] or None,
+        scribbles=inputs.scribbles,
+        spacing=inputs.spacing,
+        names={"image": f"image {names.get('image')!r}",
+               "scribbles": f"scribbles layer {names.get('scribbles')!r}",
+               "channels": [f"contrast {name!r}" for name, _ in inputs.channels]},
+    )
 
 
-def _first_channel(image, channel_axis):
-    return image if channel_axis is None else np.moveaxis(image, channel_axis, 0)[0]
-
-
-def _region(inputs, image, channel_axis, progress, seconds):
-    """(mask or None, automatic region or None, source)."""
+def _with_region(inputs, engine_inputs, progress, seconds):
+    """(engine inputs with the region as mask, automatic region or None, source)."""
     region = inputs.region
-    if isinstance(region, str):
-        if region == "whole" or inputs.rgb:  # a photo has no "body"
-            return None, None, "whole"
-        progress(0, 0, {"stage": "region"})
-        start = time.perf_counter()
-        mask = auto_region(_first_channel(image, channel_axis), inputs.spacing, inputs.modality)
-        seconds["region"] = time.perf_counter() - start
-        return mask, mask, "auto"
-    return np.asarray(region) > 0, None, "layer"
+    if not isinstance(region, str):
+        masked = engine_inputs.with_mask(np.asarray(region) > 0,
+                                         name=f"region layer {inputs.names.get('region')!r}")
+        return masked, None, "layer"
+    if region == "whole" or inputs.rgb:  # a photo has no "body"
+        # an explicit all-voxels mask: the engine's own automatic mask stays off
+        return engine_inputs.with_mask(np.ones(engine_inputs.shape, bool)), None, "whole"
+    progress(0, 0, {"stage": "region"})
+    start = time.perf_counter()
+    mask = auto_region(engine_inputs.image[..., 0], engine_inputs.spacing, inputs.modality)
+    seconds["region"] = time.perf_counter() - start
+    return engine_inputs.with_mask(mask), engine_inputs.restore_shape(mask), "auto"
 
 
 def segment_call(inputs, *, mode, config, seed, device, progress, cancel):
-    """Segment ``inputs`` (worker thread): stack, region, then :func:`~napari_dfcseg.engine.segment.segment`."""
-    from napari_dfcseg.engine.segment import segment
+    """Segment ``inputs`` (worker thread): assemble, region, then :func:`~napari_dfcseg.engine.pipeline.segment`."""
+    from napari_dfcseg.engine.pipeline import segment
+    from napari_dfcseg.engine.result import check_cancel
 
     seconds = {}
     start = time.perf_counter()
     progress(0, 0, {"stage": "inputs"})
-    image, channel_axis = _stack(inputs)
-    mask, auto, source = _region(inputs, image, channel_axis, progress, seconds)
-    _check_cancel(cancel)
-    scribbles = None if inputs.scribbles is None else np.asarray(inputs.scribbles)
+    engine_inputs = _assemble(inputs)
+    engine_inputs, auto, source = _with_region(inputs, engine_inputs, progress, seconds)
+    check_cancel(cancel)
     progress(0, 0, {"stage": "prepare"})
     engine_start = time.perf_counter()
-    result = segment(image, mode="2d" if inputs.rgb else mode, spacing=inputs.spacing,
-                     channel_axis=channel_axis, mask=mask, scribbles=scribbles, config=config,
-                     seed=seed, device=device, progress=progress, cancel=cancel)
+    result = segment(engine_inputs, mode="2d" if inputs.rgb else mode, config=config, seed=seed,
+                     device=device, progress=progress, cancel=cancel)
     seconds["engine"] = time.perf_counter() - engine_start
     seconds["total"] = time.perf_counter() - start
     return RunOutput(result=result, region=auto, region_source=source, seconds=seconds)
@@ -152,18 +143,16 @@ def segment_call(inputs, *, mode, config, seed, device, progress, cancel):
 
 def apply_model_call(model_path, inputs, *, device, progress, cancel):
     """Label ``inputs`` with a saved model (worker thread), with the same contrasts and region rule."""
-    from napari_dfcseg.engine.model import apply_model, load_model
+    from napari_dfcseg.engine.model import load_model
+    from napari_dfcseg.engine.pipeline import apply_model
 
     seconds = {}
     start = time.perf_counter()
     progress(0, 0, {"stage": "model"})
     model = load_model(model_path)
-    image, channel_axis = _stack(inputs)
-    mask, auto, source = _region(inputs, image, channel_axis, progress, seconds)
-    scribbles = None if inputs.scribbles is None else np.asarray(inputs.scribbles)
-    result = apply_model(model, image, spacing=inputs.spacing, channel_axis=channel_axis,
-                         mask=mask, scribbles=scribbles, device=device, progress=progress,
-                         cancel=cancel)
+    engine_inputs = _assemble(inputs)
+    engine_inputs, auto, source = _with_region(inputs, engine_inputs, progress, seconds)
+    result = apply_model(model, engine_inputs, device=device, progress=progress, cancel=cancel)
     seconds["total"] = time.perf_counter() - start
     return RunOutput(result=result, region=auto, region_source=source, seconds=seconds)
 
@@ -196,26 +185,15 @@ def run_record(output, *, image_name, mode, seed, preset, model_path=None):
     return _plain(record)
 
 
-def write_settings(path, config, *, mode, seed):
-    """Write the run's settings as a JSON file the CLI reads (``dfcseg segment --config FILE``).
+def write_settings(path, config):
+    """Write the run's settings file (``dfcseg segment --config FILE`` reads it); returns the path.
 
-    Returns the written path.
+    The format is :func:`~napari_dfcseg.engine.parameters.save_config`'s; a
+    user who picked the file name in a save dialog has agreed to replace it.
     """
-    from napari_dfcseg.engine import config as config_module
+    from napari_dfcseg.engine.parameters import save_config
 
     path = Path(path)
     if path.suffix.lower() != ".json":
         path = path.with_name(path.name + ".json")
-    save = getattr(config_module, "save_config", None)
-    if save is not None:  # the settings-file format of engine/config.py (issue 17)
-        try:
-            save(config, path, mode=mode, seed=seed)
-            return path
-        except TypeError:
-            save(config, path)
-            return path
-    payload = {"mode": mode, "seed": int(seed), "config": config.to_dict()}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_plain(payload), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return save_config(config, path, overwrite=True)

@@ -38,13 +38,19 @@ class SaveActions:
             if not path:
                 return None
         try:
-            written = write_settings(path, config, mode=self.settings.engine_mode(),
-                                     seed=int(self.settings.seed.value))
+            written = write_settings(path, config)
         except OSError as exc:
             self._error(f"{path}: could not write the settings ({exc.strerror or exc})")
             return None
-        self.status.setText(f"Settings saved to {Path(written).name}: "
-                            f"dfcseg segment --config {Path(written).name} SCAN OUT")
+        except Exception as exc:  # the settings file's own checks (suffix, ...)
+            self._error(describe_error(exc))
+            return None
+        # mode and seed are options of the command, not settings of the method
+        self.status.setText(
+            f"Settings saved to {Path(written).name}. On the command line: dfcseg segment "
+            f"--config {Path(written).name} --mode {self.settings.engine_mode()} "
+            f"--seed {int(self.settings.seed.value)} SCAN OUTPUT"
+        )
         return written
 
     def _labels_layer_to_save(self):

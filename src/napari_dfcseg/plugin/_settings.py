@@ -16,6 +16,12 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from napari_dfcseg.engine.config import PRESETS, DFCConfig
+from napari_dfcseg.engine.parameters import (
+    USER_PARAMETERS,
+    apply_user_values,
+    user_values,
+    widget_options,
+)
 
 __all__ = ["RunSettings", "MODES", "DEVICES", "REGION_AUTO", "REGION_WHOLE", "TISSUES_AUTO",
            "PRESET_HELP", "supports_auto_tissues"]
@@ -35,19 +41,6 @@ PRESET_HELP = {
     "fast": "Half the training of 'default': a quick first look.",
     "paper": "The published method (Kim et al. 2020), 1000 iterations: for comparison.",
 }
-
-# advanced control -> DFCConfig field
-_CONFIG_FIELDS = {
-    "n_channels": "n_channels",
-    "n_conv": "n_conv",
-    "max_iter": "max_iter",
-    "min_labels": "min_labels",
-    "w_continuity": "w_continuity",
-    "w_continuity_3d": "w_continuity_3d",
-    "w_scribble": "w_scribble",
-    "min_size": "min_size",
-}
-
 
 def supports_auto_tissues():
     """True once the engine chooses the tissue count itself (``n_clusters="auto"``)."""
@@ -127,40 +120,22 @@ class RunSettings(QWidget):
         )
         self.image.changed.connect(self._on_image_changed)
 
-        self.n_channels = SpinBox(
-            label="Feature maps", min=2, max=512,
-            tooltip="Feature channels of the network; also the most labels a run can find")
-        self.n_conv = SpinBox(label="Network depth", min=1, max=8,
-                              tooltip="Convolution layers of the network")
-        self.max_iter = SpinBox(label="Training steps", min=1, max=100_000,
-                                tooltip="Most training iterations; more is slower, rarely better")
-        self.min_labels = SpinBox(
-            label="Stop at labels", min=1, max=512,
-            tooltip="Stop training early once the network shows this many labels or fewer")
-        self.w_continuity = FloatSpinBox(
-            label="Smoothness (2D)", min=0.0, max=100.0, step=0.05,
-            tooltip="How strongly neighbouring voxels are pushed to the same label, "
-            "2D slice-wise mode; higher gives smoother, larger regions")
-        self.w_continuity_3d = FloatSpinBox(label="Smoothness (3D)", min=0.0, max=100.0, step=0.05,
-                                            tooltip="The same in 3D mode")
-        self.w_scribble = FloatSpinBox(label="Scribble weight", min=0.0, max=100.0, step=0.1,
-                                       tooltip="How strongly your painted strokes steer the labels")
-        self.anchor = FloatSpinBox(
-            label="Intensity anchor", min=0.0, max=100.0, step=0.1,
-            tooltip="Ties the labels to the scan's intensity classes; keeps thin tissues "
-            "such as CSF (0 = off: the paper's method)")
-        self.min_size = SpinBox(label="Min island (voxels)", min=0, max=10_000_000,
-                                tooltip="Pieces smaller than this take the label around them "
-                                "(0 = keep everything)")
+        # one field per row of the engine's table of user parameters; the tissue
+        # count (n_clusters) is the Tissues control in front
+        self.fields = {}
+        for row in USER_PARAMETERS:
+            if row.name == "n_clusters":
+                continue
+            options = widget_options(row)
+            kind = SpinBox if options.pop("widget_type") == "SpinBox" else FloatSpinBox
+            field = kind(**options.pop("options"), **options)
+            self.fields[row.name] = field
+            setattr(self, row.name, field)
         self.seed = SpinBox(label="Seed", min=0, max=2**31 - 1, value=0,
                             tooltip="Same seed and device: the same result")
         self.device = ComboBox(label="Device", choices=list(DEVICES), value="auto",
                                tooltip="auto: a GPU (CUDA, Apple MPS) when there is one, else the CPU")
-        self._advanced = Container(
-            widgets=[self.n_channels, self.n_conv, self.max_iter, self.min_labels,
-                     self.w_continuity, self.w_continuity_3d, self.w_scribble, self.anchor,
-                     self.min_size, self.seed, self.device]
-        )
+        self._advanced = Container(widgets=[*self.fields.values(), self.seed, self.device])
         self.advanced = QCollapsible("Advanced")
         self.advanced.setToolTip("The engine's parameters: the preset fills them")
         self.advanced.addWidget(self._advanced.native)
@@ -194,12 +169,9 @@ class RunSettings(QWidget):
     # -------------------------------------------------------------- config
     def load_preset(self, name):
         """Fill the advanced fields from the preset ``name``."""
-        cfg = DFCConfig.preset(name)
-        for widget_name, field in _CONFIG_FIELDS.items():
-            value = getattr(cfg, field)
-            getattr(self, widget_name).value = 0 if value is None else value
-        self.w_continuity_3d.value = cfg.continuity_weight("3d")
-        self.anchor.value = cfg.anchor_weight
+        for field_name, value in user_values(name).items():
+            if field_name in self.fields:
+                self.fields[field_name].value = value
         self.preset_help.value = PRESET_HELP.get(name, f"Preset '{name}'.")
 
     def tissue_count(self):
@@ -208,24 +180,23 @@ class RunSettings(QWidget):
         return None if value == TISSUES_AUTO else int(value)
 
     def config(self):
-        """The :class:`DFCConfig` of the preset with the advanced fields and tissues applied."""
-        base = DFCConfig.preset(self.preset.value)
-        changes = {field: getattr(self, name).value for name, field in _CONFIG_FIELDS.items()}
+        """The :class:`DFCConfig` of the preset with the advanced fields and the tissues applied."""
+        values = {name: field.value for name, field in self.fields.items()}
         forced = self.tissue_count()
         if forced is not None:
-            changes["n_clusters"] = forced
-        elif supports_auto_tissues():
-            changes["n_clusters"] = "auto"
-        # else: an engine without automatic K keeps the preset's count
-        k = changes.get("n_clusters", base.n_clusters)
-        if isinstance(k, int) and k > changes["n_channels"]:
-            from napari_dfcseg.errors import InvalidInputError
+            if forced > values["n_channels"]:
+                from napari_dfcseg.errors import InvalidInputError
 
-            raise InvalidInputError(
-                f"{k} tissues need at least {k} feature maps (Advanced): raise Feature maps "
-                "or ask for fewer tissues"
-            )
-        return dataclasses.replace(base, **changes).with_anchor(self.anchor.value)
+                raise InvalidInputError(
+                    f"{forced} tissues need at least {forced} feature maps (Advanced): raise "
+                    f"{self.n_channels.label} or ask for fewer tissues"
+                )
+            values["n_clusters"] = forced
+        config = apply_user_values(self.preset.value, values)
+        if forced is None and supports_auto_tissues():
+            config = dataclasses.replace(config, n_clusters="auto")
+        # else: an engine without an automatic count keeps the preset's
+        return config
 
     def engine_mode(self):
         """``"2d"`` or ``"3d"``."""

@@ -286,6 +286,8 @@ class DFCSegWidget(SaveActions, QWidget):
             rgb=bool(image.rgb),
             modality=str(meta.get("modality", "")),
             spacing=spacing_of_layer(image),
+            names={"image": image.name, "region": getattr(region, "name", None),
+                   "scribbles": getattr(s.scribbles.value, "name", None)},
         )
 
     def _start(self, call, image, *, suffix, record):
