@@ -95,6 +95,21 @@ def _check_binary_seg(path, volume, labels, folder, names):
     return seg
 
 
+def _check_with_highdicom_reader(path, volume, labels, folder):
+    """highdicom's own reader rebuilds the renumbered label volume from the SEG, slice by source slice."""
+    import highdicom as hd
+
+    sources = _sources(folder)
+    by_slice = sorted(sources, key=lambda uid: _slice_of(volume, [float(v) for v in sources[uid].ImagePositionPatient]))
+    seg = hd.seg.segread(str(path))
+    rebuilt = seg.get_pixels_by_source_instance(by_slice, combine_segments=True,
+                                                assert_missing_frames_are_empty=True)
+    present = [int(v) for v in np.unique(labels) if v > 0]
+    lookup = np.zeros(int(labels.max()) + 1, int)
+    lookup[present] = np.arange(1, len(present) + 1)
+    np.testing.assert_array_equal(rebuilt, lookup[labels])
+
+
 def _dciodvfy_errors(path):
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy (apt install dicom3tools) not installed")
@@ -108,6 +123,7 @@ def test_binary_seg_of_the_real_head_series_references_and_lines_up_with_every_s
     names = {7: "bright tissue"}
     path = write_dicom_seg(tmp_path / "seg.dcm", labels, like=volume, source=head, names=names)
     _check_binary_seg(path, volume, labels, head, names)
+    _check_with_highdicom_reader(path, volume, labels, head)
     assert _dciodvfy_errors(path) == []
 
 
@@ -135,6 +151,7 @@ def test_labelmap_seg_holds_the_renumbered_labels_on_each_source_slice(tmp_path,
         np.testing.assert_array_equal(frame, np.vectorize(renumber.get)(labels[k]))
         ks.append(k)
     assert sorted(ks) == [k for k in range(volume.shape[0]) if labels[k].any()]
+    _check_with_highdicom_reader(path, volume, labels, head)
 
 
 def test_refusals_non_dicom_input_other_geometry_existing_files(tmp_path, head, make_oblique_nifti):
