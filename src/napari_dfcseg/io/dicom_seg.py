@@ -20,8 +20,6 @@ segment); ``"labelmap"`` writes the newer Label Map Segmentation Storage class
 
 from __future__ import annotations
 
-import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import numpy as np
 
 from ..errors import VolumeIOError
 from ._errors import library_errors
+from .atomic import Output, check_outputs, write_outputs
 from .volume import Volume
 from .writer import _clean_name, _label_array, is_same_file, label_colour
 
@@ -195,7 +194,7 @@ def write_dicom_seg(path, labels, like, source, *, series=None, names=None, segm
     Returns
     -------
     Path
-        The file written (via a temporary file, renamed).
+        The file written, complete or not at all (:mod:`napari_dfcseg.io.atomic`).
 
     Notes
     -----
@@ -218,9 +217,8 @@ def write_dicom_seg(path, labels, like, source, *, series=None, names=None, segm
     files = dicom_series_files(source, series)
     if any(is_same_file(path, f) for f in files):
         raise VolumeIOError(f"{path}: is a file of the source series; refusing to overwrite it")
-    if path.exists() and not (overwrite and is_dicom_seg(path)):
-        raise VolumeIOError(f"{path}: exists{' and is not a DICOM SEG' if overwrite else ''}; "
-                            "refusing to overwrite it")
+    output = Output(path, may_replace=is_dicom_seg, kind="DICOM SEG")
+    check_outputs([output], overwrite=overwrite, probe=False)  # before the work below
     datasets, ks = _source_datasets(files, like)
     ids = [int(v) for v in np.unique(labels) if v > 0]
     if not ids:
@@ -250,10 +248,10 @@ def write_dicom_seg(path, labels, like, source, *, series=None, names=None, segm
             content_description="Unsupervised tissue classes (napari-dfcseg)",
             series_description="dfcseg segmentation",
         )
-        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-        try:
-            seg.save_as(str(temp))
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
-    return path
+
+    def write(stream):
+        with library_errors(path, "write the DICOM SEG"):
+            seg.save_as(stream)
+
+    output.write = write
+    return write_outputs([output], overwrite=overwrite)[0]

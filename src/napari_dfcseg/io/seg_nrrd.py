@@ -14,18 +14,17 @@ scan's metadata, so no patient data can reach it.
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import VolumeIOError
 from ._errors import library_errors
+from .atomic import Output, write_outputs
 from .volume import Volume
 from .writer import _clean_name, _label_array, is_same_file, label_colour
 
-__all__ = ["write_seg_nrrd", "is_seg_nrrd", "SEG_NRRD_SUFFIX", "TISSUE_TERMINOLOGY"]
+__all__ = ["write_seg_nrrd", "seg_nrrd_outputs", "is_seg_nrrd", "SEG_NRRD_SUFFIX", "TISSUE_TERMINOLOGY"]
 
 SEG_NRRD_SUFFIX = ".seg.nrrd"
 
@@ -113,19 +112,37 @@ def _header(labels, like, names):
     return header
 
 
-def _refuse_overwrite(path, like, overwrite):
+def seg_nrrd_outputs(path, labels=None, like=None, names=None):
+    """The file :func:`write_seg_nrrd` writes, as a one-item list of :class:`~napari_dfcseg.io.atomic.Output`.
+
+    Without ``labels``/``like`` it only says which path and overwrite rule
+    apply (for :func:`~napari_dfcseg.io.atomic.check_outputs` before a run);
+    with them it carries the content, validated here.
+    """
+    path = Path(path).expanduser()
+    if not path.name.lower().endswith(SEG_NRRD_SUFFIX):
+        raise VolumeIOError(f"{path}: Slicer segmentations are written as {SEG_NRRD_SUFFIX}")
+    output = Output(path, may_replace=is_seg_nrrd, kind="Slicer segmentation (.seg.nrrd)")
+    if labels is None:
+        return [output]
+    if not isinstance(like, Volume):
+        raise VolumeIOError(f"{path}: like= must be the scan's Volume; got {type(like).__name__}")
+    if not path.parent.is_dir():
+        raise VolumeIOError(f"{path}: the folder {path.parent} does not exist")
+    labels = _label_array(labels, like, path)
     if like.source is not None and is_same_file(path, like.source):
         raise VolumeIOError(f"{path}: is the scan the labels belong to; refusing to overwrite it")
-    if not path.exists():
-        return
-    if path.is_dir():
-        raise VolumeIOError(f"{path}: is a folder")
-    if not overwrite:
-        raise VolumeIOError(f"{path}: exists; refusing to overwrite it (choose another name or remove it)")
-    if not is_seg_nrrd(path):
-        raise VolumeIOError(
-            f"{path}: exists and is not a Slicer segmentation (.seg.nrrd); refusing to overwrite it"
-        )
+    header = _header(labels, like, names)
+
+    def write(stream):
+        with library_errors(path, "write the segmentation"):
+            import nrrd
+
+            # C order: the array is (k, j, i), NRRD's fastest axis is i
+            nrrd.write(stream, np.ascontiguousarray(labels), header, index_order="C", compression_level=6)
+
+    output.write = write
+    return [output]
 
 
 def write_seg_nrrd(path, labels, like, names=None, *, overwrite=False):
@@ -150,8 +167,7 @@ def write_seg_nrrd(path, labels, like, names=None, *, overwrite=False):
     Returns
     -------
     Path
-        The file written (via a temporary file in the same folder, renamed:
-        complete or absent).
+        The file written, complete or not at all (:mod:`napari_dfcseg.io.atomic`).
 
     Raises
     ------
@@ -159,25 +175,5 @@ def write_seg_nrrd(path, labels, like, names=None, *, overwrite=False):
         Wrong suffix or shape, negative/non-integer labels, a path that is the
         scan or an existing file not to be replaced, a missing folder.
     """
-    if not isinstance(like, Volume):
-        raise VolumeIOError(f"{path}: like= must be the scan's Volume; got {type(like).__name__}")
-    path = Path(path).expanduser()
-    if not path.name.lower().endswith(SEG_NRRD_SUFFIX):
-        raise VolumeIOError(f"{path}: Slicer segmentations are written as {SEG_NRRD_SUFFIX}")
-    if not path.parent.is_dir():
-        raise VolumeIOError(f"{path}: the folder {path.parent} does not exist")
-    labels = _label_array(labels, like, path)
-    _refuse_overwrite(path, like, overwrite)
-    header = _header(labels, like, names)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp.nrrd")
-    try:
-        with library_errors(path, "write the segmentation"):
-            import nrrd
-
-            # C order: the array is (k, j, i), NRRD's fastest axis is i
-            nrrd.write(str(temp), np.ascontiguousarray(labels), header, index_order="C",
-                       compression_level=6)
-            os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
+    outputs = seg_nrrd_outputs(path, labels, like, names)
+    return write_outputs(outputs, overwrite=overwrite)[0]
