@@ -388,9 +388,12 @@ def test_cli_batch_on_its_own_local_cluster_with_json_progress(cohort, tmp_path)
     out = tmp_path / "out"
     result = run_cli("batch", cohort.model, manifest, out, "--workers", "2", "--progress", "json")
     assert result.returncode == 2, result.stderr  # one bad input
-    events_ = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [e["done"] for e in events_[:-1]] == [1, 2, 3, 4]
-    assert events_[-1] == {**events_[-1], "event": "done", "labelled": 3, "bad_input": 1}
+    lines = [json.loads(line) for line in result.stdout.splitlines()]  # stdout: JSON only
+    assert [(e["stage"], e["iteration"], e["total"]) for e in lines[:4]] == \
+        [("batch", i, 4) for i in (1, 2, 3, 4)]
+    assert sorted(e["status"] for e in lines[:4]) == ["bad-input", "ok", "ok", "ok"]
+    assert lines[4] == {**lines[4], "stage": "summary", "labelled": 3, "bad_input": 1}
+    assert lines[5]["stage"] == "message" and "3 labelled" in lines[5]["message"]
     assert [ln for ln in result.stderr.splitlines() if ln.startswith("dfcseg:")] == \
         [f"dfcseg: bad-input: {cohort.root}/broken.nii.gz: cannot read the NIfTI header:"
          f" File {cohort.root}/broken.nii.gz is not a gzip file"]
@@ -400,26 +403,30 @@ def test_cli_batch_on_its_own_local_cluster_with_json_progress(cohort, tmp_path)
 
 
 @pytest.mark.slow
-def test_cli_sigint_keeps_finished_rows_and_writes_nothing_partial(cohort, tmp_path):
-    """Ctrl-C in a sequential batch: exit 130, whole files only, the ledger parses; a rerun finishes."""
+@pytest.mark.parametrize("where", [["--sequential"], ["--workers", "2"]], ids=["sequential", "dask"])
+def test_ctrl_c_keeps_finished_rows_and_writes_nothing_partial(cohort, tmp_path, where):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it, Dask workers included):
+    exit 130 with one line, whole files only, every ledger line's output exists; a rerun finishes."""
     lines = [f"{cohort.root}/scan{i % 5}.nii.gz,,r{i}.nii.gz" for i in range(40)]
     manifest = write_manifest(tmp_path / "m.csv", lines)
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "napari_dfcseg", "batch", str(cohort.model),
-                             str(manifest), str(out), "--sequential", "--progress", "json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             str(manifest), str(out), "--progress", "json", *where],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     first = proc.stdout.readline()  # the first row is done: interrupt the others
     assert json.loads(first)["status"] == "ok"
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("dfcseg: interrupted")
+    assert "Traceback" not in stderr and "error" not in stderr
     done = ledger_lines(out)
     assert 1 <= len(done) < 40 and all(r["status"] == "ok" for r in done)
     written = sorted(p.name for p in out.glob("r*.nii.gz"))
     assert written == sorted(Path(r["output"]).name for r in done)
-    assert not [p for p in out.iterdir() if ".tmp" in p.name]
-    result = run_cli("batch", cohort.model, manifest, out, "--sequential")
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files
+    result = run_cli("batch", cohort.model, manifest, out, *where)
     assert result.returncode == 0, result.stderr
-    assert len(ledger_lines(out)) == 40
+    assert sorted(r["row"] for r in ledger_lines(out)) == list(range(40))

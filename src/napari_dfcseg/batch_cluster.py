@@ -72,20 +72,28 @@ class _ClusterCancel:
         return self._fired
 
 
-def _torch_threads_plugin(n):
-    """A WorkerPlugin that gives each worker's torch ``n`` threads (None: its cores / its Dask threads)."""
+def _worker_plugin(n, *, ignore_sigint=False):
+    """A WorkerPlugin: torch gets ``n`` threads in each worker (None: its cores / its Dask
+    threads); with ``ignore_sigint`` (a local cluster, whose workers share the terminal's
+    process group) Ctrl-C reaches only the driver, which stops the batch cleanly."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
-    class TorchThreads(WorkerPlugin):
-        name = "dfcseg-torch-threads"
+    class BatchWorker(WorkerPlugin):
+        name = "dfcseg-batch-worker"
 
-        def __init__(self, n):
-            self.n = n
+        def __init__(self, n, ignore_sigint):
+            self.n, self.ignore_sigint = n, ignore_sigint
 
         def setup(self, worker):
             set_torch_threads(self.n or max(1, machine_cores() // max(1, worker.state.nthreads)))
+            if self.ignore_sigint:
+                import signal
+                import threading
 
-    return TorchThreads(n)
+                if threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return BatchWorker(n, ignore_sigint)
 
 
 # --------------------------------------------------------------------------- SLURM
@@ -185,11 +193,13 @@ class DaskExecutor:
             cores = machine_cores()
             n = self.workers or max(1, min(cores, self.n_rows or cores))
             threads = threads or max(1, cores // n)
-            # processes: torch and the readers hold the GIL; one Dask thread each: one scan at a time
+            # processes: torch and the readers hold the GIL; one Dask thread each: one scan at a
+            # time; worker logs silenced: each row's error is in the ledger and on one stderr line
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=":0", silence_logs=logging.ERROR)
+                                        dashboard_address=":0", silence_logs=logging.CRITICAL)
             self.client = Client(self.cluster)
-        self.client.register_plugin(_torch_threads_plugin(threads))
+        local = not self.address and self.slurm is None
+        self.client.register_plugin(_worker_plugin(threads, ignore_sigint=local))
         return self
 
     def __exit__(self, *exc):
@@ -236,8 +246,10 @@ class DaskExecutor:
                 for future in ready:
                     yield row_of[future.key], _outcome(future)
         except (Cancelled, KeyboardInterrupt):
-            stop.set()
-            pending = [f for f in futures if not f.done()]
+            stop.set()  # running rows raise Cancelled at their next check, before writing
+            busy = {k for keys in self.client.processing().values() for k in keys}
+            self.client.cancel([f for f in futures if not f.done() and f.key not in busy])
+            pending = [f for f in futures if not f.done() and f.key in busy]
             wait(pending, timeout=CANCEL_GRACE_S)
             for future in pending:  # rows that finished despite the stop: keep their records
                 if future.status == "finished":

@@ -18,6 +18,7 @@ from ..errors import InvalidInputError
 from ..engine.result import check_cancel
 from ._common import EXIT_CANCELLED, non_negative_int, positive_int, say
 from ._files import MODEL_SUFFIXES, check_output, save_model
+from ._machine_progress import PROGRESS_MODES
 
 #: exit status when some rows were bad inputs (the others are done): as for one bad input
 EXIT_BAD_INPUT = 2
@@ -74,26 +75,31 @@ def register(sub):
                    help="merge connected regions smaller than N voxels into a neighbour")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                    help="torch device on each worker (default auto)")
-    p.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
-                   help="auto: a bar over rows when stderr is a terminal, else none; json: one"
-                        " JSON line per finished row on stdout")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="bar",
+                   help="bar: a bar over rows on stderr when it is a terminal (default); json: one"
+                        " JSON line per finished row on stdout (stage 'batch'); slicer: 3D Slicer's"
+                        " <filter-progress> lines; none: no progress")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
     p.set_defaults(handler=run_batch_command)
 
 
 class RowProgress:
-    """``on_record(record, done, total)`` as a tqdm bar on stderr, JSON lines, or nothing."""
+    """``on_record(record, done, total)``: a tqdm bar over rows, or the machine lines of
+    ``--progress json``/``slicer`` (the format of :mod:`._machine_progress`, stage ``batch``)."""
 
     def __init__(self, kind):
         self.kind, self.bar = kind, None
 
     def __call__(self, record, done, total):
+        fraction = done / total if total else 1.0
         if self.kind == "json":
-            line = {"event": "progress", "done": done, "total": total,
-                    "fraction": round(done / total, 4) if total else 1.0,
-                    "row": record.get("row"), "input": record.get("input"),
+            line = {"stage": "batch", "iteration": done, "total": total,
+                    "fraction": round(fraction, 4), "row": record.get("row"),
+                    "input": record.get("input"), "output": record.get("output"),
                     "status": record.get("status"), "error": record.get("error")}
             print(json.dumps(line), flush=True)
+        elif self.kind == "slicer":
+            print(f"<filter-progress>{fraction:.4f}</filter-progress>", flush=True)
         elif self.kind == "bar":
             if self.bar is None:
                 from tqdm import tqdm
@@ -109,11 +115,11 @@ class RowProgress:
 
 
 def _progress_kind(args):
-    if args.quiet:
+    if args.progress in ("json", "slicer"):
+        return args.progress
+    if args.quiet or args.progress == "none":
         return "none"
-    if args.progress == "auto":
-        return "bar" if sys.stderr.isatty() else "none"
-    return args.progress
+    return "bar" if sys.stderr.isatty() else "none"
 
 
 def _executor(args, n_rows):
@@ -193,7 +199,7 @@ def run_batch_command(args, cancel):
     finally:
         progress.close()
     if progress.kind == "json":
-        print(json.dumps({"event": "done", "labelled": len(report.done),
+        print(json.dumps({"stage": "summary", "labelled": len(report.done),
                           "skipped": len(report.skipped), "bad_input": len(report.bad),
                           "failed": len(report.failed), "cancelled": report.cancelled,
                           "seconds": round(report.seconds, 3)}), flush=True)
@@ -203,9 +209,7 @@ def run_batch_command(args, cancel):
         return EXIT_CANCELLED
     for rec in [*report.bad, *report.failed]:
         print(f"dfcseg: {rec['status']}: {rec['error']}", file=sys.stderr, flush=True)
-    if progress.kind != "json":
-        say(args, f"{report.summary()}; ledger {outdir / 'ledger.jsonl'},"
-                  f" volumes {outdir / 'volumes.csv'}")
+    say(args, f"{report.summary()}; ledger {outdir / 'ledger.jsonl'}, volumes {outdir / 'volumes.csv'}")
     if report.failed:
         return EXIT_SOME_FAILED
     return EXIT_BAD_INPUT if report.bad else 0
