@@ -108,8 +108,31 @@ def _result_facts(result):
     return facts
 
 
-def run_engine_case(image, spacing, *, seed, mask=None, preset="default", mode="2d",
-                    device="cpu", overrides=None):
+def lesion_scribbles(case, *, n_slices=2, seed=0):
+    """What a user draws on a lesion: strokes in it (class 1) and around it (class 2).
+
+    The lesion and a ring around it (3 voxels wide in-plane, not outside the
+    patient), on the ``n_slices`` slices where the lesion is largest, are given
+    to :func:`benchmarks.cases.simulate_scribbles`, which draws short strokes
+    along the middle of each region there.
+    """
+    from scipy import ndimage as ndi
+
+    from .cases import simulate_scribbles
+
+    lesion = case.structures[case.lesion]
+    footprint = np.zeros((1, 3, 3), bool)
+    footprint[0] = True
+    ring = ndi.binary_dilation(lesion, structure=footprint, iterations=3) & ~lesion & ~case.outside
+    truth = np.where(lesion, 1, np.where(ring, 2, 0)).astype(np.int16)
+    largest = np.sort(np.argsort(lesion.sum(axis=(1, 2)))[::-1][:n_slices])
+    where = np.zeros(truth.shape, bool)
+    where[largest] = truth[largest] > 0
+    return simulate_scribbles(truth, where, n_slices=n_slices, tissues=(1, 2), seed=seed)
+
+
+def run_engine_case(image, spacing, *, seed, mask=None, scribbles=None, preset="default",
+                    mode="2d", device="cpu", overrides=None):
     """``segment()`` as a user calls it; returns ``(labels, facts)`` with wall time."""
     from napari_dfcseg import segment
 
@@ -117,8 +140,8 @@ def run_engine_case(image, spacing, *, seed, mask=None, preset="default", mode="
 
     config = engine_config(preset, **(overrides or {}))
     start = time.perf_counter()
-    result = segment(image, mode=mode, spacing=spacing, mask=mask, config=config, seed=seed,
-                     device=device)
+    result = segment(image, mode=mode, spacing=spacing, mask=mask, scribbles=scribbles,
+                     config=config, seed=seed, device=device)
     wall = time.perf_counter() - start
     facts = _result_facts(result)
     facts["engine_wall_s"] = wall
@@ -131,8 +154,17 @@ def _record(case, family, method, seed, **extra):
 
 
 def real_scan_records(cases, *, seeds=(0,), peer_ks=PEER_KS, peers=None, preset="default",
-                      mode="2d", device="cpu", overrides=None, log=print, checkpoint=None):
-    """Engine (each seed) then the peers (seed 0) on every real case; one record each."""
+                      mode="2d", device="cpu", overrides=None, scribble_slices=2, reuse=None,
+                      log=print, checkpoint=None):
+    """Engine (each seed) then the peers (seed 0) on every real case; one record each.
+
+    On a case with a lesion, the engine also runs (first seed) with
+    :func:`lesion_scribbles` on ``scribble_slices`` slices (0: not).
+    ``reuse``: ``{(case, method): record}`` of peers measured in an earlier run
+    (their labels do not depend on the engine), copied instead of re-run, except
+    GaussianMixture(8) on the CT, the time reference, which is always re-run.
+    """
+    reuse = reuse or {}
     peers = available_peers() if peers is None else peers
     records = []
     for case in cases:
@@ -158,6 +190,22 @@ def real_scan_records(cases, *, seeds=(0,), peer_ks=PEER_KS, peers=None, preset=
             records.append(record)
             if checkpoint:
                 checkpoint(records)
+        if case.lesion and scribble_slices:
+            scribbles = lesion_scribbles(case, n_slices=scribble_slices, seed=seeds[0])
+            drawn = np.unique(np.nonzero(scribbles)[0]).size
+            record = _record(case.name, "engine-scribbles", f"{method} +scribbles({drawn} sl)",
+                             seeds[0], preset=preset, mode=mode, overrides=overrides or {},
+                             scribbled_voxels=int(np.count_nonzero(scribbles)),
+                             scribbled_slices=drawn)
+            with timed(record):
+                labels, facts = run_engine_case(case.image, case.spacing, seed=seeds[0],
+                                                scribbles=scribbles, preset=preset, mode=mode,
+                                                device=device, overrides=overrides)
+            record["facts"] = facts
+            record.update(score_real(labels, case))
+            record["k"] = record["n_labels"]
+            log(_line(record))
+            records.append(record)
         ks = sorted(set(peer_ks.get(kind, ())) | set(engine_ks))
         # without a reference, the peers only give the time and label-count scale
         everyone = [("gmm", "none")] if kind == "plain" else \
@@ -168,6 +216,10 @@ def real_scan_records(cases, *, seeds=(0,), peer_ks=PEER_KS, peers=None, preset=
                     name, family = f"{clusterer} K={k}", "peer"
                 else:
                     name, family = baseline_name(clusterer, denoiser, k), "baseline"
+                if (case.name, name) in reuse and (case.modality, name) != ("CT", "gmm K=8"):
+                    records.append({**reuse[case.name, name], "at_engine_k": k in engine_ks,
+                                    "reused": True})
+                    continue
                 record = _record(case.name, family, name, 0, k=k,
                                  at_engine_k=k in engine_ks)
                 with timed(record):
@@ -198,8 +250,13 @@ def _line(r):
 
 
 def mni_records(*, seeds=(0, 1, 2), points=MNI_POINTS, peers=None, preset="default",
-                mode="2d", device="cpu", overrides=None, crop=None, log=print, checkpoint=None):
-    """MNI152 degraded, brain mask given: engine (seeds) and peers at K = 3; one record each."""
+                mode="2d", device="cpu", overrides=None, crop=None, reuse=None, log=print,
+                checkpoint=None):
+    """MNI152 degraded, brain mask given: engine (seeds) and peers at K = 3; one record each.
+
+    ``reuse``: as for :func:`real_scan_records` (no exception here).
+    """
+    reuse = reuse or {}
     from .cases import mni_case
     from .quality import score
 
@@ -227,6 +284,9 @@ def mni_records(*, seeds=(0, 1, 2), points=MNI_POINTS, peers=None, preset="defau
                 name, family = f"{clusterer} K=3", "peer"
             else:
                 name, family = baseline_name(clusterer, denoiser, 3), "baseline"
+            if (case.name, name) in reuse:
+                records.append({**reuse[case.name, name], "reused": True})
+                continue
             record = _record(case.name, family, name, 0, k=3, noise=noise, bias=bias)
             with timed(record):
                 if denoiser is None:
@@ -284,13 +344,14 @@ def demo_records(*, seeds=DEMO_SEEDS, device="cpu", log=print):
 
 
 def run_real(*, quick=False, seeds=None, device="cpu", parts=("scans", "mni", "demo"),
-             cases=None, preset="default", mode="2d", overrides=None, log=print,
-             checkpoint=None):
+             cases=None, preset="default", mode="2d", overrides=None, reuse_peers=None,
+             log=print, checkpoint=None):
     """The whole real-scan suite; returns ``{"settings": ..., "records": [...]}``.
 
     ``quick``: one engine seed, the peers at the engine's K only (and GMM(8) on
     the CT), no Atropos/dipy, no MNI, demo seed 0. ``cases``: names of the real
-    scans to run (default all).
+    scans to run (default all). ``reuse_peers``: a results payload (e.g.
+    ``real-before.json``) whose peer records are copied rather than re-run.
     """
     seeds = tuple(seeds) if seeds else ((0,) if quick else (0, 1, 2))
     peers = () if quick else available_peers()
@@ -299,6 +360,9 @@ def run_real(*, quick=False, seeds=None, device="cpu", parts=("scans", "mni", "d
                 "peers_available": list(peers),
                 "peer_ks": {m: list(k) for m, k in (QUICK_PEER_KS if quick else PEER_KS).items()},
                 "one_seed_above_voxels": ONE_SEED_ABOVE, "load_start": _load()}
+    reuse = {(r["case"], r["method"]): r for r in (reuse_peers or {}).get("records", [])
+             if r["family"] in ("peer", "baseline")}
+    settings["peers_reused_from"] = (reuse_peers or {}).get("command")
     records = []
 
     def save(so_far):
@@ -309,10 +373,11 @@ def run_real(*, quick=False, seeds=None, device="cpu", parts=("scans", "mni", "d
         records += real_scan_records(real_cases(names=cases), seeds=seeds,
                                      peer_ks=QUICK_PEER_KS if quick else PEER_KS, peers=peers,
                                      preset=preset, mode=mode, device=device,
-                                     overrides=overrides, log=log, checkpoint=save)
+                                     overrides=overrides, reuse=reuse, log=log,
+                                     checkpoint=save)
     if "mni" in parts and not quick:
         records += mni_records(seeds=seeds, peers=peers, preset=preset, mode=mode, device=device,
-                               overrides=overrides, log=log, checkpoint=save)
+                               overrides=overrides, reuse=reuse, log=log, checkpoint=save)
     if "demo" in parts:
         records += demo_records(seeds=(0,) if quick else DEMO_SEEDS, device=device, log=log)
     settings["load_end"] = _load()

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import RESULTS, machine_info, save_results
+from .common import RESULTS, load_results, machine_info, save_results
 
 PARTS = ("quality", "real", "speed", "e2e", "scaling", "figures")
 
@@ -68,6 +68,10 @@ def _parse(argv):
     parser.add_argument("--real-cases", default=None,
                         help="real: comma-separated scans (default all), e.g. ct-abdomen-3mm")
     parser.add_argument("--real-preset", default="default", help="real: the engine preset")
+    parser.add_argument("--real-reuse-peers", default=None, metavar="NAME",
+                        help="real: copy the peers' records from results/NAME.json (e.g. "
+                             "real-before) instead of re-running them; GMM(8) on the CT is "
+                             "always re-run as the time reference")
     parser.add_argument("--real-mode", default="2d", help="real: the engine mode")
     parser.add_argument("--results", default=None, help="folder of the JSON results")
     parser.add_argument("--docs", default=None, help="folder of benchmarks.md (img/ inside)")
@@ -147,6 +151,8 @@ def main(argv=None):
         payload = run_real(quick=args.quick, seeds=None if args.quick and args.seeds == "0,1,2"
                            else seeds, device=args.device, parts=_items(args.real_parts),
                            cases=_items(args.real_cases) if args.real_cases else None,
+                           reuse_peers=load_results(args.real_reuse_peers, folder=args.results)
+                           if args.real_reuse_peers else None,
                            preset=args.real_preset, mode=args.real_mode,
                            overrides=_overrides(args.override), checkpoint=checkpoint_real)
         save_results(name, stamp(payload), folder=args.results)

@@ -156,3 +156,19 @@ def test_real_ct_scores_reproduce_the_issue_numbers(real_data):
     assert s["ct_mean"] == pytest.approx(0.35, abs=0.03)
     assert s["best_label"]["bone"] == pytest.approx(0.83, abs=0.03)
     assert s["outside_zero"] == 0.0  # a classical peer labels every voxel
+
+
+def test_lesion_scribbles_mark_the_lesion_and_its_surroundings_on_two_slices():
+    from benchmarks.real import lesion_scribbles
+
+    shape = (8, 50, 50)
+    zz, yy, xx = np.mgrid[:8, :50, :50]
+    lesion = (yy - 25) ** 2 + (xx - 25) ** 2 <= (8 - 2 * abs(zz - 4)) ** 2  # largest at z = 4
+    lesion[zz < 2] = False
+    case = RealCase("synthetic MR", np.zeros(shape, np.float32), (1.0, 1.0, 1.0), "MR",
+                    np.zeros(shape, bool), "test", {"lesion": lesion}, lesion="lesion")
+    s = lesion_scribbles(case, n_slices=2, seed=0)
+    slices = np.unique(np.nonzero(s)[0])
+    assert 1 <= slices.size <= 2 and 4 in slices
+    assert (s == 1).any() and np.all(lesion[s == 1]) and not lesion[s == 2].any()
+    assert (s == 2).any() and np.count_nonzero(s) < 0.5 * lesion[slices].sum() + 200
