@@ -17,6 +17,7 @@ Skipped when slicer-core (``pip install -e .[slicer-test]``) is not installed.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,9 @@ from vtk.util import numpy_support  # noqa: E402
 
 from napari_dfcseg.io import Volume, label_colour, read_volume, write_labels  # noqa: E402
 from napari_dfcseg.io.seg_nrrd import TISSUE_TERMINOLOGY, write_seg_nrrd  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer" / "DFCSegmentation"))
+from DFCSegmentationLib import logic_core  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
@@ -140,8 +144,14 @@ def test_write_labels_nifti_lands_on_the_same_ras_points_in_slicer(tmp_path, rea
 
         ijk_to_ras = vtk.vtkMatrix4x4()
         labelmap.GetIJKToRASMatrix(ijk_to_ras)
+        slicer_matrix = _matrix(ijk_to_ras)
         # the same grid up to a k flip: Slicer's IJK may differ, the voxel centres may not
         assert labelmap.GetImageData().GetDimensions() == volume.shape[::-1], name
+        assert logic_core.same_grid(slicer_matrix, volume.shape[::-1], volume.affine_ras, volume.shape[::-1])
+        if np.linalg.det(volume.direction) < 0:
+            # Slicer stores a left-handed grid right-handed: k reversed, so raw arrays differ
+            np.testing.assert_allclose(slicer_matrix[:3, 2], -volume.affine_ras[:3, 2], atol=1e-5)
+            assert not np.allclose(slicer_matrix, volume.affine_ras, atol=1e-3)
 
         expected = _ras_points_by_label(volume, labels)
         found = _segment_ras_points(segmentation)
