@@ -145,7 +145,21 @@ def run_engine_case(image, spacing, *, seed, mask=None, scribbles=None, preset="
     wall = time.perf_counter() - start
     facts = _result_facts(result)
     facts["engine_wall_s"] = wall
-    return np.asarray(result.labels), facts
+    return np.asarray(result.labels), facts, getattr(result, "foreground", None)
+
+
+def foreground_facts(foreground, case):
+    """How the engine's own automatic mask sits against the outside rule and the references."""
+    if foreground is None or np.shape(foreground) != case.image.shape:
+        return {}
+    fg = np.asarray(foreground, bool)
+    out = {"foreground_share": float(fg.mean()),
+           "outside_rule_in_foreground": float(fg[case.outside].mean()) if case.outside.any()
+           else float("nan")}
+    if case.structures:
+        union = np.logical_or.reduce(list(case.structures.values()))
+        out["structures_in_foreground"] = float(fg[union].mean())
+    return out
 
 
 def _record(case, family, method, seed, **extra):
@@ -179,10 +193,10 @@ def real_scan_records(cases, *, seeds=(0,), peer_ks=PEER_KS, peers=None, preset=
             record = _record(case.name, "engine", method, seed, preset=preset, mode=mode,
                              overrides=overrides or {})
             with timed(record):
-                labels, facts = run_engine_case(case.image, case.spacing, seed=seed,
-                                                preset=preset, mode=mode, device=device,
-                                                overrides=overrides)
-            record["facts"] = facts
+                labels, facts, foreground = run_engine_case(
+                    case.image, case.spacing, seed=seed, preset=preset, mode=mode,
+                    device=device, overrides=overrides)
+            record["facts"] = {**facts, **foreground_facts(foreground, case)}
             record.update(score_real(labels, case))
             record["k"] = record["n_labels"]
             engine_ks.append(record["n_labels"])
@@ -198,9 +212,10 @@ def real_scan_records(cases, *, seeds=(0,), peer_ks=PEER_KS, peers=None, preset=
                              scribbled_voxels=int(np.count_nonzero(scribbles)),
                              scribbled_slices=drawn)
             with timed(record):
-                labels, facts = run_engine_case(case.image, case.spacing, seed=seeds[0],
-                                                scribbles=scribbles, preset=preset, mode=mode,
-                                                device=device, overrides=overrides)
+                labels, facts, _ = run_engine_case(case.image, case.spacing, seed=seeds[0],
+                                                   scribbles=scribbles, preset=preset,
+                                                   mode=mode, device=device,
+                                                   overrides=overrides)
             record["facts"] = facts
             record.update(score_real(labels, case))
             record["k"] = record["n_labels"]
@@ -269,9 +284,9 @@ def mni_records(*, seeds=(0, 1, 2), points=MNI_POINTS, peers=None, preset="defau
             record = _record(case.name, "engine", f"DFC {preset} {mode}", seed, k=3,
                              noise=noise, bias=bias)
             with timed(record):
-                labels, facts = run_engine_case(case.image, case.spacing, seed=seed,
-                                                mask=case.mask, preset=preset, mode=mode,
-                                                device=device, overrides=overrides)
+                labels, facts, _ = run_engine_case(case.image, case.spacing, seed=seed,
+                                                   mask=case.mask, preset=preset, mode=mode,
+                                                   device=device, overrides=overrides)
             record["facts"] = facts
             record.update(score(labels, case))
             log(_mni_line(record))

@@ -127,6 +127,32 @@ def demo_table(runs):
     return "\n".join(lines)
 
 
+def engine_notes(g):
+    """One bullet per engine run: the K it chose and why, its mask, the mask's fit."""
+    out = []
+    for method, runs in g.items():
+        if not runs[0]["family"].startswith("engine"):
+            continue
+        for r in runs:
+            f = r.get("facts", {})
+            bits = [f"n_tissues {f['n_tissues']}" if "n_tissues" in f else
+                    f"config n_clusters {f.get('config_n_clusters')}"]
+            if f.get("tissue_count_reason"):
+                bits.append(f"why: {f['tissue_count_reason']}")
+            if "mask_source" in f:
+                bits.append(f"mask {f['mask_source']}")
+            if "foreground_share" in f:
+                bits.append(f"automatic mask {f['foreground_share']:.1%} of the array, holding "
+                            f"{f.get('outside_rule_in_foreground', float('nan')):.1%} of the "
+                            "outside rule"
+                            + (f" and {f['structures_in_foreground']:.1%} of the reference "
+                               "structures" if "structures_in_foreground" in f else ""))
+            bits.append(f"{f.get('n_iterations', '?')} iterations, stopped by "
+                        f"{f.get('stopped_by', '?')}")
+            out.append(f"- {method}, seed {r['seed']}: " + "; ".join(bits))
+    return out
+
+
 def _engine(g):
     return next(((m, runs) for m, runs in g.items() if runs[0]["family"] == "engine"),
                 (None, None))
@@ -256,7 +282,7 @@ def real_section(results):
            f"no mask, seeds {s['seeds']}" + (f", overrides {s['overrides']}" if s['overrides']
                                              else "")
            + "; peers seed 0, on the same raw array (HU / scanner values), no mask, every voxel "
-           "clustered; peers installed: " + (", ".join(s["peers_available"]) or "none")
+           "clustered; Atropos / dipy run: " + (", ".join(s["peers_available"]) or "no")
            + (f"\n- rows marked † are peers copied from an earlier run (`{s['peers_reused_from']}`):"
               " their labels do not depend on the engine; their times are from that run"
               if s.get("peers_reused_from") else ""), "",
@@ -271,16 +297,23 @@ def real_section(results):
                 "**mean (6)** over lung, bone, liver, kidney, spleen, muscle (vessels shown, not "
                 "averaged). `*`: at the K the engine chose. *lung kept ≠0*: share of the "
                 "reference lung voxels not labelled 0 (the lungs must stay inside the body).", "",
-                ct_table(groups(recs, CT)), ""]
+                ct_table(groups(recs, CT)), ""] + engine_notes(groups(recs, CT)) + [""]
     for case in LESION_CASES:
         if any(r["case"] == case for r in recs):
+            n_out = next(r["outside_voxels"] for r in recs if r["case"] == case)
             out += [f"### MR `{case}`: lesion as one label and as one connected region", "",
                     "*best component*: the best-matching 26-connected component of any single "
-                    "label (what \"keep this island\" gives the user).", "",
-                    lesion_table(groups(recs, case)), ""]
+                    "label (what \"keep this island\" gives the user). *+scribbles*: strokes "
+                    "in the lesion (class 1) and in a 3-voxel ring around it (class 2) on the "
+                    "2 slices where it is largest (`benchmarks.real.lesion_scribbles`). "
+                    + (f"Outside rule: {n_out} voxels." if n_out else
+                       "Outside rule: no voxels (no air in this field of view), so no "
+                       "outside→0 share."), "",
+                    lesion_table(groups(recs, case)), ""] + engine_notes(groups(recs, case)) + [""]
     for case in NO_REFERENCE_CASES:
         if any(r["case"] == case for r in recs):
             out += [f"### MR `{case}` (no reference)", "", plain_table(groups(recs, case)), ""]
+            out += engine_notes(groups(recs, case)) + [""]
     for case in sorted({r["case"] for r in recs if r["case"].startswith("MNI")}):
         out += [f"### {case}, brain mask given (K = 3 for the peers)", "",
                 "Dice many-to-one inside the brain mask (`metrics.evaluate`); engine mean ± SD "
@@ -302,9 +335,10 @@ def real_section(results):
             "(3 inits) on the raw intensities of every voxel; `median3+gmm`: a 3×3×3 median "
             "first; ANTs Atropos `ants.atropos(a=img, x=all-ones mask, i='kmeans[K]', "
             "m='[0.1,1x1x1]', c='[5,0]')` with the voxel spacing; dipy "
-            "`TissueClassifierHMRF().classify(img, K−1, beta=0.1, max_iter=10)` (dipy adds its "
-            "own background class, so K classes in all; with a mask, K tissue classes and "
-            "dipy's background exactly outside).",
+            "`TissueClassifierHMRF().classify(img, K−1, beta=0.1, max_iter=10)` on the image "
+            "scaled to [0, 1000] (dipy starts every class at variance 1: on a [0, 1] image it "
+            "finds one class); dipy adds its own background class, so K classes in all; with "
+            "a mask, K tissue classes and dipy's background exactly outside.",
             "- Labels of every method are numbered by mean intensity; scores never depend on "
             "label ids.", ""]
     return out
