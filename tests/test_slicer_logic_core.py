@@ -87,6 +87,16 @@ def test_status_box_gets_a_line_per_stage_boundary_and_every_25_iterations():
     assert logic_core.worth_logging(logic_core.ProgressEvent("message", message="done"))
 
 
+def test_engine_warnings_on_stderr_are_recognised(capsys):
+    from napari_dfcseg.cli._common import warning_line
+
+    warning_line(UserWarning("the spacing differs from the model's"), UserWarning, "x.py", 1)
+    line = capsys.readouterr().err
+    assert logic_core.parse_warning_line(line) == "the spacing differs from the model's"
+    assert logic_core.parse_warning_line("dfcseg: error: INPUT x: no such file") is None
+    assert logic_core.parse_warning_line(b"plain text") is None
+
+
 @pytest.mark.parametrize("line", ["", "hello", "{not json", "[1, 2]", '{"no_stage": 1}', b"\xff\xfe"])
 def test_other_output_is_not_progress(line):
     assert parse_progress_line(line) is None

@@ -357,7 +357,12 @@ class DFCSegmentationLogic(ScriptedLoadableModuleLogic):
                 self._job["onProgress"](event)
 
     def _onStderr(self):
-        self._stderr += bytes(self._process.readAllStandardError().data())
+        chunk = bytes(self._process.readAllStandardError().data())
+        self._stderr += chunk
+        for line in chunk.split(b"\n"):  # the engine's warnings go to the status box as they come
+            warning = logic_core.parse_warning_line(line)
+            if warning and self._job and self._job["onProgress"]:
+                self._job["onProgress"](logic_core.ProgressEvent("warning", message=f"Warning: {warning}"))
 
     def _onFinished(self, exitCode, exitStatus):
         job, self._job = self._job, None

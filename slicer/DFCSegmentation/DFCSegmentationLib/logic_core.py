@@ -24,7 +24,7 @@ import numpy as np
 
 __all__ = [
     "MIN_SLICER_VERSION", "ENGINE_REQUIREMENT", "NEVER_REPLACE", "RunParameters", "build_command",
-    "ProgressEvent", "parse_progress_line", "status_text", "worth_logging", "geometry_from_ijk_to_ras",
+    "ProgressEvent", "parse_progress_line", "parse_warning_line", "status_text", "worth_logging", "geometry_from_ijk_to_ras",
     "ijk_to_ras_from_geometry", "grid_corners_ras", "same_grid", "slicer_version_ok", "install_method",
 ]
 
@@ -179,6 +179,17 @@ def parse_progress_line(line):
         labels=whole("labels"),
         message=data.get("message") if isinstance(data.get("message"), str) else None,
     )
+
+
+def parse_warning_line(line):
+    """The text of a ``dfcseg: warning: ...`` stderr line (the engine's warnings), or None."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", "replace")
+    prefix = "dfcseg: warning:"
+    text = line.strip()
+    if not text.startswith(prefix):
+        return None
+    return text[len(prefix):].strip() or None
 
 
 _STAGE_NAMES = {"train": "Training", "label": "Labelling", "apply": "Labelling", "segment": "Segmenting"}
