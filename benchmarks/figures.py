@@ -31,8 +31,6 @@ def paper_images(out_png, *, max_iter=200, downscale=1, seed=0, device="cpu", lo
     import matplotlib.pyplot as plt
     from skimage.io import imread
 
-    from napari_dfcseg.engine.postprocess import scribbles_from_png
-
     from .engine_runner import engine_config, run_engine
     from .original_dfc import original_dfc, read_bgr
 
@@ -84,3 +82,31 @@ def paper_images(out_png, *, max_iter=200, downscale=1, seed=0, device="cpu", lo
     fig.savefig(out_png, dpi=90)
     plt.close(fig)
     return summary
+
+
+def scribbles_from_png(array):
+    """Convert the original code's scribble PNG (255 = unlabelled) to our convention.
+
+    Parameters
+    ----------
+    array : (y, x) int ndarray
+        Pixel values: 255 = no scribble, any other value = a class.
+
+    Returns
+    -------
+    scribbles : (y, x) int16 ndarray
+        0 = unlabelled, classes 1..S in increasing order of their PNG value.
+    mapping : dict
+        ``{png_value: class}``.
+    """
+    array = np.asarray(array)
+    if array.ndim == 3:  # a greyscale PNG read as RGB(A): all channels equal
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise ValueError(f"scribble PNG must be a 2D array, got shape {array.shape}")
+    values = [int(v) for v in np.unique(array) if v != 255]
+    mapping = {v: k + 1 for k, v in enumerate(values)}
+    out = np.zeros(array.shape, dtype=np.int16)
+    for v, k in mapping.items():
+        out[array == v] = k
+    return out, mapping

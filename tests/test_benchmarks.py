@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:  # benchmarks/ is a top-level folder, not part of 
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.baselines import CLUSTERERS, run_baseline  # noqa: E402
+from benchmarks import figures  # noqa: E402
 from benchmarks.cases import phantom_case, simulate_scribbles  # noqa: E402
 from napari_dfcseg.datasets import head_phantom  # noqa: E402
 
@@ -121,3 +122,13 @@ def test_worker_reports_time_and_peak_memory_of_a_fresh_process(small_case, tmp_
     assert r["shape"] == [16, 48, 40] and r["n_iterations"] <= 2
     assert r["peak_rss_mib"] >= r["rss_before_mib"] > 50  # interpreter + torch at least
     assert set(r["dice_many_to_one"]) == {"1", "2", "3"}
+
+
+def test_scribbles_from_png_maps_255_to_unlabelled():
+    png = np.full((4, 4), 255, np.uint8)
+    png[0, 0], png[1, 1], png[2, 2] = 0, 7, 0
+    scr, mapping = figures.scribbles_from_png(png)
+    assert mapping == {0: 1, 7: 2}
+    assert scr[0, 0] == 1 and scr[1, 1] == 2 and scr[3, 3] == 0
+    with pytest.raises(ValueError, match="2D array"):
+        figures.scribbles_from_png(np.zeros((2, 2, 2, 2)))

@@ -81,7 +81,8 @@ def test_hu_window_clips_before_scaling():
 
 def test_torch_free_modules_do_not_import_torch():
     code = ("import sys; import napari_dfcseg, napari_dfcseg.engine.config, "
-            "napari_dfcseg.engine.normalize, napari_dfcseg.engine.postprocess; "
+            "napari_dfcseg.engine.normalize, napari_dfcseg.engine.labelling, napari_dfcseg.engine.label_edits, "
+            "napari_dfcseg.engine.inputs, napari_dfcseg.engine.result, napari_dfcseg.engine.parameters; "
             "napari_dfcseg.DFCConfig.preset('fast'); "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -8,6 +8,7 @@ import pytest
 
 from napari_dfcseg import Cancelled, DFCConfig, InvalidInputError, segment
 from napari_dfcseg.datasets import head_phantom
+from scipy import ndimage
 from napari_dfcseg.metrics import dice_per_tissue
 
 # small enough for CI: a few seconds per run on one core
@@ -204,3 +205,41 @@ def test_training_precision_keeps_phantom_quality(large_phantom, precision):
 def test_unknown_precision_is_a_clear_error():
     with pytest.raises(InvalidInputError, match="precision"):
         dataclasses.replace(DFCConfig.preset("default"), precision="half")
+
+
+def test_relabel_changes_the_tissue_count_and_islands_without_training(phantom):
+    import time
+
+    cfg = dataclasses.replace(TINY, n_clusters=None, min_size=0)
+    result = segment(phantom.image, spacing=phantom.spacing, mask=phantom.mask, config=cfg, seed=0)
+    assert result.n_labels > 2
+    start = time.perf_counter()
+    two = result.relabel(n_clusters=2)
+    assert time.perf_counter() - start < 0.2 * result.elapsed_s  # no training
+    assert two.n_labels == 2 and two.config.n_clusters == 2
+    assert (two.labels[~phantom.mask] == 0).all() and (two.labels[phantom.mask] > 0).all()
+    # the same as training with n_clusters=2 from the start (same seed: same clusters)
+    direct = segment(phantom.image, spacing=phantom.spacing, mask=phantom.mask,
+                     config=dataclasses.replace(cfg, n_clusters=2), seed=0)
+    np.testing.assert_array_equal(two.labels, direct.labels)
+    # the relabelled model labels as the relabelled result, and islands are merged on demand
+    from napari_dfcseg import apply_model
+
+    np.testing.assert_array_equal(
+        apply_model(two.model, phantom.image, spacing=phantom.spacing, mask=phantom.mask).labels,
+        two.labels)
+    big = two.relabel(min_size=50)
+    _, n_before = ndimage.label(two.labels == 1)
+    _, n_after = ndimage.label(big.labels == 1)
+    assert n_after <= n_before and big.config.min_size == 50
+    assert result.labels is not two.labels and result.config.n_clusters is None  # unchanged
+
+
+def test_relabel_of_an_applied_model_keeps_the_models_label_map(phantom):
+    from napari_dfcseg import apply_model
+
+    result = segment(phantom.image, spacing=phantom.spacing, mask=phantom.mask, config=TINY)
+    applied = apply_model(result.model, phantom.image, spacing=phantom.spacing, mask=phantom.mask)
+    with pytest.raises(InvalidInputError, match="fixed by the model's training"):
+        applied.relabel(n_clusters=2)
+    np.testing.assert_array_equal(applied.relabel(min_size=TINY.min_size).labels, applied.labels)

@@ -31,18 +31,18 @@ def _patch(args):
 
     import napari_dfcseg.engine.inference as inference
     import napari_dfcseg.engine.pipeline as pipeline
-    import napari_dfcseg.engine.postprocess as postprocess
+    import napari_dfcseg.engine.labelling as labelling
     import napari_dfcseg.engine.training as training
 
     if args.merge == "intensity":  # merge clusters by mean input intensity, not mean response
-        original = postprocess.cluster_label_map
+        original = labelling.cluster_label_map
 
         def by_intensity(counts, feature_sum, intensity_sum, **kw):
             return original(counts, np.asarray(intensity_sum, float)[:, None], intensity_sum, **kw)
 
         pipeline.cluster_label_map = by_intensity
     if args.linkage == "centroid":
-        postprocess._ward_merge = functools.partial(postprocess._ward_merge, size_weighted=False)
+        labelling._ward_merge = functools.partial(labelling._ward_merge, size_weighted=False)
     if args.balanced > 0:  # class-balanced similarity loss: weight_c = count_c ** -power
         def balanced(r, target, valid):
             logits = r.movedim(1, -1)[valid].float()

@@ -63,8 +63,6 @@ def run_train(args, cancel):
 
 
 def run_apply(args, cancel):
-    import dataclasses
-
     check_output(args.output, [args.input, args.model, args.mask, *args.channel],
                  overwrite=args.overwrite)
     if not os.path.exists(args.model):
@@ -76,14 +74,14 @@ def run_apply(args, cancel):
     model = load_model(args.model)
     volume, inputs = load_inputs(args, args.input, mask_path=args.mask)
     check_cancel(cancel)
-    if args.min_size is not None:
-        model.config = dataclasses.replace(model.config, min_size=args.min_size)
     progress = progress_for(args, "apply")
     try:
-        labels = apply_model(model, inputs, device=args.device, progress=progress,
-                             cancel=cancel).labels
+        result = apply_model(model, inputs, device=args.device, progress=progress, cancel=cancel)
     finally:
         progress.close()
+    if args.min_size is not None:  # the model file's own min_size otherwise
+        result = result.relabel(min_size=args.min_size)
+    labels = result.labels
     check_cancel(cancel)
     written = write(args.output, labels, volume)
     written += write_dicom_seg_output(args, labels, volume)

@@ -7,7 +7,9 @@ need it, so the napari widget can use the torch-free ones at start-up):
 - :mod:`.inputs` — :func:`assemble_inputs`, the one input boundary (torch-free)
 - :mod:`.result` — :class:`SegmentationResult`, the progress and cancel callbacks (torch-free)
 - :mod:`.normalize` — the one intensity normalisation (torch-free)
-- :mod:`.postprocess` — cluster → label mapping and label edits (torch-free)
+- :mod:`.parameters` — the one table of user parameters, settings files (torch-free)
+- :mod:`.labelling` — the pipeline's steps from clusters to labels (torch-free)
+- :mod:`.label_edits` — the label edits a user applies: merge, islands, relabel, table (torch-free)
 - :mod:`.device` — device choice, mixed precision, determinism
 - :mod:`.network` — the paper's feature extractor, 2D and 3D
 - :mod:`.losses` — similarity, spacing-aware continuity and scribble losses

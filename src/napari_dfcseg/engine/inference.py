@@ -9,39 +9,16 @@ needs (voxel count, mean feature, mean intensity) are accumulated on the fly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from .device import autocast
+from .labelling import RawLabels
 from .result import check_cancel
 from .sampling import stack_regions, with_halo
 
 __all__ = ["RawLabels", "label_volume", "recalibrate_batchnorm", "region_labels", "check_cancel",
            "volume_halo"]
-
-
-@dataclass
-class RawLabels:
-    """Cluster ids of one volume and the per-cluster statistics.
-
-    Attributes
-    ----------
-    ids : (z, y, x) int16 ndarray
-        Argmax channel of every voxel in the mask, -1 outside.
-    counts : (p,) int64 ndarray
-        Voxels per cluster.
-    feature_sum : (p, p) float64 ndarray
-        Sum of the response vectors of each cluster's voxels.
-    intensity_sum : (p,) float64 ndarray
-        Sum of the normalised channel-0 intensity of each cluster's voxels.
-    """
-
-    ids: np.ndarray
-    counts: np.ndarray
-    feature_sum: np.ndarray
-    intensity_sum: np.ndarray
 
 
 def _forward(net, x, device):

@@ -8,9 +8,11 @@ All three go through the same steps, each with one home:
    (:func:`_resolve_masks`), normalisation, tissue-count resolution
    (:func:`_resolve_config`), intensity anchoring, training, the labelling
    pass, the cluster → label map; it returns a :class:`_Fit`;
-4. labels: :func:`_finish_labels` (map, unseen clusters, scribbles, islands),
-   shared with :func:`apply_model`, so ``apply_model(result.model, image)``
-   gives ``segment``'s labels.
+4. labels: :func:`~.labelling.finish_labels` (map, unseen clusters,
+   scribbles, islands), shared with :func:`apply_model`, so
+   ``apply_model(result.model, image)`` gives ``segment``'s labels, and with
+   :meth:`~.result.SegmentationResult.relabel`, which re-labels the kept
+   clusters without training.
 
 Progress reaches the caller through :func:`~.result.report_progress` and one
 adapter for the labelling pass (:func:`_label_steps`).
@@ -29,8 +31,8 @@ from ..errors import InvalidInputError
 from .config import MODES, DFCConfig, resolve_config
 from .inputs import EngineInputs, assemble_inputs
 from .model import Model
-from .postprocess import apply_label_map, cluster_label_map, remove_small_islands, split_by_scribbles
-from .result import SegmentationResult, report_progress
+from .labelling import cluster_label_map, finish_labels, label_means
+from .result import KeptClusters, SegmentationResult, report_progress
 
 __all__ = ["segment", "train_model", "apply_model"]
 
@@ -70,7 +72,7 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
         Same spatial shape; 0 = unlabelled, 1..S = the user's classes. Class
         s keeps label s in the output. Regions that look alike but were
         scribbled as different classes are told apart by connectivity
-        (:func:`~napari_dfcseg.engine.postprocess.split_by_scribbles`).
+        (:func:`~napari_dfcseg.engine.labelling.split_by_scribbles`).
     config : DFCConfig or str, optional
         A config or a preset name (``"default"``, ``"fast"``, ``"paper"``);
         default ``"default"``.
@@ -152,6 +154,7 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
         elapsed_s=time.perf_counter() - start,
         stopped_by=hist["stopped_by"],
         model=model,
+        clusters=KeptClusters(fit.raws[0], inputs.scribbles, inputs.was_2d, from_training=True),
     )
 
 
@@ -212,7 +215,7 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
 
     ``image`` may also be an :class:`~.inputs.EngineInputs`. ``scribbles``
     (optional) split clusters whose scribbles carry several classes, as in
-    ``segment`` (:func:`~napari_dfcseg.engine.postprocess.split_by_scribbles`);
+    ``segment`` (:func:`~napari_dfcseg.engine.labelling.split_by_scribbles`);
     pass the training scribbles to reproduce a scribbled ``segment`` run.
 
     When ``spacing`` is given and its voxels would make training choose
@@ -254,7 +257,9 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
     return SegmentationResult(labels=inputs.restore_shape(labels), n_iterations=0,
                               loss_history=[], n_labels_history=[], config=model.config,
                               seed=model.seed, device=str(dev),
-                              elapsed_s=time.perf_counter() - start, model=model)
+                              elapsed_s=time.perf_counter() - start, model=model,
+                              clusters=KeptClusters(raw, inputs.scribbles, inputs.was_2d,
+                                                    from_training=False))
 
 
 # --------------------------------------------------------------------------- the fit
@@ -317,7 +322,7 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
     model = Model(config=config, mode=mode, in_channels=inputs[0].n_channels,
                   state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
                   norm_stats=stats, label_of=label_of,
-                  label_means=_label_means(label_of, counts, feature_sum),
+                  label_means=label_means(label_of, counts, feature_sum),
                   n_scribble_classes=n_scribble, seed=int(seed),
                   n_iterations=history.n_iterations, kernel_shape=net.kernel_shape,
                   spacings=tuple(i.spacing for i in inputs),
@@ -372,40 +377,9 @@ def _anchor(volumes, config, n_scribble, seed):
             v.mixture = mixture
 
 
-# --------------------------------------------------------------------------- labels
-
-
-def _label_means(label_of, counts, feature_sum):
-    k = int(label_of.max()) if label_of.size else 0
-    means = np.full((k, feature_sum.shape[1]), np.nan)
-    for label in range(1, k + 1):
-        members = label_of == label
-        c = counts[members].sum()
-        if c:
-            means[label - 1] = feature_sum[members].sum(0) / c
-    return means
-
-
 def _finish_labels(model, raw, scribbles=None):
-    """Labels of one volume from its raw cluster ids: map, unseen clusters, scribbles, islands."""
-    label_of = model.label_of.copy()
-    unseen = np.flatnonzero((label_of == 0) & (raw.counts > 0))
-    known = np.flatnonzero(~np.isnan(model.label_means).any(1))
-    for c in unseen:  # a cluster training never produced: give it the nearest label
-        if known.size == 0:
-            label_of[c] = 1
-            continue
-        f = raw.feature_sum[c] / raw.counts[c]
-        d = ((model.label_means[known] - f) ** 2).sum(1)
-        label_of[c] = known[np.argmin(d)] + 1
-    if unseen.size:
-        log.info("%d cluster(s) unseen in training mapped to the nearest label", unseen.size)
-    labels = apply_label_map(raw.ids, label_of)
-    if scribbles is not None:
-        labels = split_by_scribbles(labels, scribbles)
-    if model.config.min_size > 1:
-        labels = remove_small_islands(labels, model.config.min_size)
-    return labels
+    """The labels of one volume with ``model``'s map and island size."""
+    return finish_labels(model.label_of, model.label_means, raw, scribbles, model.config.min_size)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Callable, TypedDict
 
 import numpy as np
 
-from ..errors import Cancelled
+from ..errors import Cancelled, InvalidInputError
 
-__all__ = ["SegmentationResult", "ProgressInfo", "ProgressCallback", "report_progress",
+__all__ = ["SegmentationResult", "KeptClusters", "ProgressInfo", "ProgressCallback", "report_progress",
            "check_cancel", "cancel_fired"]
 
 
@@ -93,6 +95,10 @@ class SegmentationResult:
         ``"constant"`` (no intensity variation) or ``"applied"``.
     model : Model or None
         The trained model (save it with ``result.model.save(path)``).
+
+    The raw clusters of the run are kept, so :meth:`relabel` gives the
+    labels for another tissue count or minimum island size in a second,
+    without training again.
     """
 
     labels: np.ndarray
@@ -105,8 +111,83 @@ class SegmentationResult:
     elapsed_s: float = 0.0
     stopped_by: str = "applied"
     model: object = field(default=None, repr=False)
+    clusters: "KeptClusters | None" = field(default=None, repr=False)
 
     @property
     def n_labels(self) -> int:
         """Distinct labels > 0 in :attr:`labels`."""
         return int(np.count_nonzero(np.bincount(self.labels.ravel())[1:]))
+
+    def relabel(self, *, n_clusters=..., min_size=None) -> "SegmentationResult":
+        """The labels again, from the kept clusters, with another tissue count or island size.
+
+        No training and no network: the cluster → label map is rebuilt from
+        the clusters the run measured (:func:`~.labelling.cluster_label_map`)
+        and the islands merged again; a second on a large volume.
+
+        Parameters
+        ----------
+        n_clusters : int or None, optional
+            Merge the clusters down to this many labels (None: no merging).
+            Only for a :func:`~.pipeline.segment` result: a model's labels are
+            fixed by its training. Asking for more labels than the run's
+            clusters gives its clusters.
+        min_size : int, optional
+            Islands smaller than this many voxels are merged into their surroundings.
+
+        Returns
+        -------
+        SegmentationResult
+            With the new labels, and a :attr:`model` (and ``config``) that
+            gives them, so ``result.relabel(...).model.save(path)`` saves
+            the relabelled model.
+        """
+        from .labelling import cluster_label_map, finish_labels, label_means
+
+        kept, model = self.clusters, self.model
+        if kept is None or model is None:
+            raise InvalidInputError("this result kept no clusters to relabel (the image had no"
+                                    " intensity variation)")
+        start = time.perf_counter()
+        changes = {}
+        if n_clusters is not ...:
+            if not kept.from_training:
+                raise InvalidInputError("n_clusters: the labels of apply_model are fixed by the"
+                                        " model's training; train again with another n_clusters")
+            changes["n_clusters"] = n_clusters
+        if min_size is not None:
+            changes["min_size"] = min_size
+        config = dataclasses.replace(model.config, **changes)  # checks the values
+        label_of, means = model.label_of, model.label_means
+        if "n_clusters" in changes:
+            raw = kept.raw
+            label_of = cluster_label_map(raw.counts, raw.feature_sum, raw.intensity_sum,
+                                         n_scribble_classes=model.n_scribble_classes,
+                                         n_clusters=config.n_clusters)
+            means = label_means(label_of, raw.counts, raw.feature_sum)
+        labels = finish_labels(label_of, means, kept.raw, kept.scribbles, config.min_size)
+        model = dataclasses.replace(model, config=config, label_of=label_of, label_means=means)
+        return dataclasses.replace(self, labels=labels[0] if kept.was_2d else labels,
+                                   config=config, model=model,
+                                   elapsed_s=time.perf_counter() - start)
+
+
+@dataclass(frozen=True, eq=False)
+class KeptClusters:
+    """What :meth:`SegmentationResult.relabel` needs: the run's raw clusters.
+
+    Attributes
+    ----------
+    raw : RawLabels
+        Cluster ids of the volume and per-cluster statistics (:mod:`.labelling`).
+    scribbles : int ndarray or None
+    was_2d : bool
+    from_training : bool
+        True for :func:`~.pipeline.segment` (the label map may be rebuilt),
+        False for :func:`~.pipeline.apply_model`.
+    """
+
+    raw: object
+    scribbles: np.ndarray | None
+    was_2d: bool
+    from_training: bool

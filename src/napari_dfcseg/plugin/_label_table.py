@@ -4,7 +4,7 @@ The table (label, name, voxels, mL, mean, SD) lives in the layer's
 ``features`` (one row per label, ``index`` = label value, the napari
 convention), so napari shows it under the cursor and the writer saves the
 names. Edits (merge, remove islands, relabel) are computed off the GUI thread
-by :mod:`napari_dfcseg.engine.postprocess` and applied as ONE undo step of the
+by :mod:`napari_dfcseg.engine.label_edits` and applied as ONE undo step of the
 layer (Ctrl+Z reverts them like a brush stroke); the table recounts after any
 change of the data, undo and redo included, and remembers the names of labels
 an edit removed, so they come back with an undo.
@@ -230,7 +230,7 @@ class LabelTable(QWidget):
     # -------------------------------------------------------------- table
     def refresh(self):
         """Recount the table of the current layer off the GUI thread."""
-        from napari_dfcseg.engine.postprocess import label_table
+        from napari_dfcseg.engine.label_edits import label_table
 
         layer = self.layer
         if layer is None:
@@ -437,7 +437,7 @@ class LabelTable(QWidget):
     # ------------------------------------------------------------- edits
     def merge_selected(self):
         """Merge the selected labels into the first of them."""
-        from napari_dfcseg.engine.postprocess import merge_labels
+        from napari_dfcseg.engine.label_edits import merge_labels
 
         ids = self.selected_labels()
         if len(ids) < 2:
@@ -449,19 +449,19 @@ class LabelTable(QWidget):
 
     def remove_islands(self, min_size):
         """Merge connected pieces smaller than ``min_size`` voxels into their surroundings."""
-        from napari_dfcseg.engine.postprocess import remove_small_islands
+        from napari_dfcseg.engine.label_edits import remove_small_islands
 
         self._edit(remove_small_islands, int(min_size))
 
     def relabel_by_size(self):
         """Renumber labels 1, 2, … from the largest to the smallest."""
-        from napari_dfcseg.engine.postprocess import relabel_by_size
+        from napari_dfcseg.engine.label_edits import relabel_by_size
 
         self._edit(relabel_by_size)
 
     def relabel_by_intensity(self):
         """Renumber labels 1, 2, … from the darkest to the brightest mean intensity."""
-        from napari_dfcseg.engine.postprocess import relabel_by_intensity
+        from napari_dfcseg.engine.label_edits import relabel_by_intensity
 
         layer = self.layer
         image = None if layer is None else self.intensity_layer(layer)

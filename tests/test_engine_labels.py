@@ -1,12 +1,11 @@
-"""Cluster → label mapping and the label edits the napari widget calls."""
+"""Cluster → label mapping (engine/labelling.py) and the label edits the widget calls (label_edits.py)."""
 
 import numpy as np
 import pytest
 
-from napari_dfcseg.engine.postprocess import (apply_label_map, cluster_label_map, label_table,
-                                              merge_labels, relabel_by_intensity, relabel_by_size,
-                                              remove_small_islands, scribbles_from_png,
-                                              split_by_scribbles)
+from napari_dfcseg.engine.label_edits import (label_table, merge_labels, relabel_by_intensity,
+                                              relabel_by_size, remove_small_islands)
+from napari_dfcseg.engine.labelling import apply_label_map, cluster_label_map, split_by_scribbles
 from napari_dfcseg.errors import InvalidInputError
 
 
@@ -82,16 +81,6 @@ def test_label_table_reports_volume_in_ml_and_intensity():
     np.testing.assert_allclose(table["volume_ml"], [0.05, 0.05])
     np.testing.assert_allclose(table["mean"], [10.0, 25.0])
     np.testing.assert_allclose(table["sd"], [0.0, 5.0])
-
-
-def test_scribbles_from_png_maps_255_to_unlabelled():
-    png = np.full((4, 4), 255, np.uint8)
-    png[0, 0], png[1, 1], png[2, 2] = 0, 7, 0
-    scr, mapping = scribbles_from_png(png)
-    assert mapping == {0: 1, 7: 2}
-    assert scr[0, 0] == 1 and scr[1, 1] == 2 and scr[3, 3] == 0
-    with pytest.raises(InvalidInputError):
-        scribbles_from_png(np.zeros((2, 2, 2, 2)))
 
 
 def test_split_by_scribbles_separates_connected_regions_of_one_label():
