@@ -157,3 +157,87 @@ def test_unreadable_series_is_skipped_with_a_warning_not_a_crash(make_napari_vie
     assert [layer.name for layer in layers] == ["Axial CT"]
     warnings = [n.message for n in seen if n.severity == NotificationSeverity.WARNING]
     assert any("Localizer" in message for message in warnings)
+
+
+# ------------------------------------------------------------ label volumes open as Labels
+
+
+def test_a_real_label_nrrd_opens_as_labels_on_its_scan(make_napari_viewer, real_data):
+    from napari.layers import Image, Labels
+
+    folder = real_data / "mr-brain-tumour"
+    viewer = make_napari_viewer()
+    [scan] = viewer.open(str(folder / "image.nrrd"), plugin=PLUGIN)
+    [label] = viewer.open(str(folder / "tumour_label.nrrd"), plugin=PLUGIN)
+    assert isinstance(scan, Image) and isinstance(label, Labels)
+    assert label.data.shape == scan.data.shape and label.data.max() >= 1
+    for k, j, i in _corners(label.data.shape):
+        np.testing.assert_allclose(label.data_to_world((k, j, i)), scan.data_to_world((k, j, i)),
+                                   atol=1e-4)
+    assert label.colormap.map(np.array([0]))[0][3] == 0.0  # 0 is the clear label
+
+
+def test_saved_labels_reopen_as_labels_with_their_names_and_colours(make_napari_viewer, tmp_path):
+    import pandas as pd
+    from napari.layers import Labels
+
+    from napari_dfcseg.io import Volume, label_colour
+    from napari_dfcseg.plugin._layers import image_layer_data, output_layer_kwargs
+
+    viewer = make_napari_viewer()
+    volume = Volume.from_array(np.zeros((3, 6, 5), np.float32), spacing=(2.5, 0.8, 0.8),
+                               origin=(10.0, -4.0, 7.0))
+    data, kwargs, _ = image_layer_data(volume, name="scan")
+    scan = viewer.add_image(data, **kwargs)
+    labels = np.zeros((3, 6, 5), np.uint8)
+    labels[1, 2:4, 1:3] = 2
+    labels[2, 0, 0] = 5
+    layer = viewer.add_labels(labels, name="seg", **output_layer_kwargs(scan))
+    layer.features = pd.DataFrame({"index": [2, 5], "name": ["liver", "bone"]})
+    viewer.layers.selection.active = layer
+    written = viewer.layers.save(str(tmp_path / "x.nii.gz"), selected=True)  # no plugin named
+    assert written and written[0].endswith("x.nii.gz")
+    [again] = viewer.open(written[0], plugin=PLUGIN)
+    assert isinstance(again, Labels)
+    np.testing.assert_array_equal(again.data, labels)
+    names = dict(zip(again.features["index"], again.features["name"]))
+    assert names == {2: "liver", 5: "bone"}
+    # the colours of the written ITK-SNAP file (label 2: green)
+    np.testing.assert_allclose(again.get_color(2)[:3], np.array(label_colour(2)) / 255, atol=1 / 255)
+    np.testing.assert_allclose(again.data_to_world((2, 5, 4)), scan.data_to_world((2, 5, 4)), atol=1e-4)
+
+
+def test_integer_scans_stay_images_and_a_nifti_label_intent_alone_makes_labels(make_napari_viewer, tmp_path):
+    import nibabel as nib
+    from napari.layers import Image, Labels
+
+    viewer = make_napari_viewer()
+    ct = np.random.default_rng(0).integers(-1000, 2000, (4, 5, 6)).astype(np.int16)
+    nib.save(nib.Nifti1Image(ct, np.eye(4)), str(tmp_path / "ct.nii.gz"))
+    [layer] = viewer.open(str(tmp_path / "ct.nii.gz"), plugin=PLUGIN)
+    assert isinstance(layer, Image)
+    img = nib.Nifti1Image((ct > 0).astype(np.uint8), np.eye(4))
+    img.header.set_intent(1002)
+    nib.save(img, str(tmp_path / "anything.nii.gz"))
+    [layer] = viewer.open(str(tmp_path / "anything.nii.gz"), plugin=PLUGIN)
+    assert isinstance(layer, Labels)
+
+
+def test_save_selected_layers_dialog_writes_nifti_with_the_plugins_filter(make_napari_viewer, tmp_path,
+                                                                          monkeypatch):
+    """napari's File > Save Selected Layers... path, with the user picking our file type."""
+    from qtpy.QtWidgets import QFileDialog
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(np.eye(6, dtype=np.uint8)[None].repeat(2, 0), name="seg")
+    viewer.layers.selection.active = layer
+    target = tmp_path / "typed.nii.gz"
+
+    def pick(self, parent, caption, directory, filter="", options=None):
+        [ours] = [f for f in filter.split(";;") if "*.nii.gz" in f]
+        return str(target), ours
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", pick)
+    viewer.window._qt_viewer._save_layers_dialog(selected=True)
+    assert target.is_file()
+    assert nib.load(str(target)).header["intent_code"] == 1002

@@ -119,7 +119,8 @@ def labels_layer_data(volume, name=None, names=None, colours=None):
         array = array.astype(np.uint16 if array.max(initial=0) > 255 else np.uint8)
     kwargs = _placement(volume, name)
     high = int(array.max(initial=0))
-    kwargs["colormap"] = labels_colormap(max(high, 1), colours)
+    # a colour per label up to 1023 (more would be a slow colormap; the rest are grey)
+    kwargs["colormap"] = labels_colormap(min(max(high, 1), 1023), colours)
     kwargs["opacity"] = 0.5
     if names:
         labels = sorted(names)
