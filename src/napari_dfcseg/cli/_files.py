@@ -8,8 +8,7 @@ from pathlib import Path
 
 from ..errors import DFCError, InvalidInputError
 
-LABEL_SUFFIXES = (".nii", ".nii.gz", ".seg.nrrd")
-MODEL_SUFFIXES = (".pt", ".pth")
+from ..io.suffixes import LABEL_SUFFIXES, MODEL_SUFFIXES, SEG_NRRD_SUFFIX, has_suffix
 
 
 def check_output(output, inputs, *, overwrite, suffixes=LABEL_SUFFIXES, what="OUTPUT"):
@@ -17,7 +16,7 @@ def check_output(output, inputs, *, overwrite, suffixes=LABEL_SUFFIXES, what="OU
     from ..io import is_label_volume, is_same_file, is_seg_nrrd
 
     out = Path(output)
-    if not str(out.name).lower().endswith(suffixes):
+    if not has_suffix(out, suffixes):
         raise InvalidInputError(f"{what} {output}: must end with {' or '.join(suffixes)}")
     for path in inputs:
         if path is not None and is_same_file(out, path):
@@ -26,7 +25,7 @@ def check_output(output, inputs, *, overwrite, suffixes=LABEL_SUFFIXES, what="OU
         raise InvalidInputError(f"{what} {output} is a folder")
     if out.exists() and not overwrite:
         raise InvalidInputError(f"{what} {output} exists: pass --overwrite to replace it")
-    replaceable = is_seg_nrrd if out.name.lower().endswith(".seg.nrrd") else is_label_volume
+    replaceable = is_seg_nrrd if has_suffix(out, (SEG_NRRD_SUFFIX,)) else is_label_volume
     if out.exists() and suffixes == LABEL_SUFFIXES and not replaceable(out):
         # the writers refuse it too, but only after the run: say so before the minutes of work
         raise InvalidInputError(f"{what} {output} exists and is not a label volume: refusing to"
@@ -86,7 +85,7 @@ def write(output, labels, like, names=None):
     from ..io import write_labels, write_seg_nrrd
 
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    if str(output).lower().endswith(".seg.nrrd"):
+    if has_suffix(output, (SEG_NRRD_SUFFIX,)):
         # check_output has already refused an existing file unless --overwrite was given
         return [write_seg_nrrd(output, labels, like=like, names=names, overwrite=True)]
     return write_labels(output, labels, like=like, names=names)

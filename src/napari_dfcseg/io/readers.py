@@ -17,15 +17,13 @@ from ..errors import DFCError, VolumeIOError
 from ._errors import library_errors, one_line
 from .dicom import is_dicom_file, read_dicom
 from .headers import check_detached_data_file, verify_gzip_stream
+from .suffixes import DICOM_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES
 from .volume import Volume
 
 __all__ = ["read_volume", "MAX_CHANNELS", "NIFTI_SUFFIXES", "ITK_SUFFIXES"]
 
 #: 4D inputs with at most this many volumes are read as channels (z, y, x, c).
 MAX_CHANNELS = 4
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
-DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 # deflate cannot compress better than ~1032:1; a header promising more data
 # than that is corrupt, and must not make us allocate it
 MAX_DEFLATE_RATIO = 1100

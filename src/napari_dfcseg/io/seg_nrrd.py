@@ -22,11 +22,11 @@ from ..errors import VolumeIOError
 from ._errors import library_errors
 from .atomic import Output, write_outputs
 from .volume import Volume
+from .suffixes import SEG_NRRD_SUFFIX
 from .writer import _clean_name, _label_array, is_same_file, label_colour
 
 __all__ = ["write_seg_nrrd", "seg_nrrd_outputs", "is_seg_nrrd", "SEG_NRRD_SUFFIX", "TISSUE_TERMINOLOGY"]
 
-SEG_NRRD_SUFFIX = ".seg.nrrd"
 
 #: Slicer's terminology entry string for "Tissue" (SNOMED CT 85756007) in its
 #: default "3D Slicer General Anatomy list": an unsupervised label is a tissue

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import VolumeIOError
 from .atomic import Output, write_outputs
+from .suffixes import NIFTI_SUFFIXES, has_suffix
 from .volume import Volume
 
 __all__ = ["write_labels", "label_outputs", "is_label_volume", "is_same_file", "label_colour",
@@ -214,7 +215,7 @@ def label_outputs(path, labels=None, like=None, names=None):
     model file) so that everything is committed together.
     """
     nifti_path, itksnap_path, slicer_path = label_file_paths(Path(path).expanduser())
-    if not nifti_path.name.lower().endswith((".nii", ".nii.gz")):
+    if not has_suffix(nifti_path, NIFTI_SUFFIXES):
         raise VolumeIOError(f"{nifti_path}: label volumes are written as .nii or .nii.gz")
     nifti = Output(nifti_path, may_replace=is_label_volume, kind="label volume (NIfTI intent 'label')")
     itksnap = Output(itksnap_path, kind="label table")

@@ -145,11 +145,9 @@ def _layer_name(volume):
     if volume.description:
         return str(volume.description)
     if volume.source:
-        name = Path(str(volume.source)).name
-        for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm"):
-            if name.lower().endswith(suffix):
-                return name[: -len(suffix)]
-        return name
+        from napari_dfcseg.io.suffixes import strip_suffix
+
+        return strip_suffix(Path(str(volume.source)).name)
     return "scan"
 
 

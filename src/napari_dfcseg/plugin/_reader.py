@@ -11,11 +11,12 @@ name, as 3D Slicer's *Add data* decides its "LabelMap" option).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-import re
-
 import numpy as np
+
+from napari_dfcseg.io.suffixes import DICOM_SUFFIXES, SCAN_SUFFIXES, has_suffix
 
 from ._layers import image_layer_data, labels_layer_data
 
@@ -29,7 +30,6 @@ _MAX_NAMED_LABELS = 256
 _ITKSNAP_LINE = re.compile(
     r'^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d)\s+(\d)\s+"(.*)"\s*$')
 
-_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".ima")
 
 
 def get_reader(path):
@@ -46,7 +46,7 @@ def get_reader(path):
     p = Path(path)
     if p.is_dir():
         return read_scan if _has_dicom(p) else None
-    if p.name.lower().endswith(_SUFFIXES) or _is_dicom_file(p):
+    if has_suffix(p, SCAN_SUFFIXES) or _is_dicom_file(p):
         return read_scan
     return None
 
@@ -129,7 +129,7 @@ def _has_dicom(folder, limit=50):
     for k, p in enumerate(q for q in folder.rglob("*") if q.is_file()):
         if k >= limit:
             return False
-        if p.suffix.lower() in (".dcm", ".ima") or _is_dicom_file(p):
+        if has_suffix(p, DICOM_SUFFIXES) or _is_dicom_file(p):
             return True
     return False
 
