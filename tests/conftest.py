@@ -1,20 +1,56 @@
-"""Shared test fixtures: small synthetic scans written by third-party libraries.
+"""Shared test helpers and fixtures: small synthetic scans written by third-party libraries.
 
-``make_dicom_series`` writes a CT (or MR) series with pydicom, one file per
-slice, with an oblique ImageOrientationPatient, anisotropic voxels, a non-zero
-origin and rescale slope/intercept.  ``make_oblique_nifti`` writes a NIfTI with
-nibabel whose sform/qform are oblique.  Both return what they wrote, so tests
-can compare a reader's output with the ground truth the fixture used.
+Import the helpers with ``from conftest import ...`` (pytest puts tests/ on the path):
+
+- ``TINY``: a config that trains in a second (tests check behaviour, not quality);
+- ``write_nifti(path, zyx, affine=AFFINE)``: a (z, y, x) array as a NIfTI with
+  sform = qform = ``affine`` (``AFFINE``: x flipped, 1.2 x 0.9 x 2.5 mm, offset);
+- ``write_dicom_series``: a CT (or MR) series with pydicom, one file per
+  slice, with an oblique ImageOrientationPatient (``rotation=np.eye(3)`` for an
+  axial one), anisotropic voxels, a non-zero origin, rescale slope/intercept and
+  patient identifiers (to check they never leak);
+- ``write_oblique_nifti``: a NIfTI whose sform/qform are oblique.
+
+The writers return what they wrote, so tests can compare a reader's output
+with the ground truth. Fixtures: ``make_dicom_series``, ``make_oblique_nifti``
+(factories in ``tmp_path``), ``real_data`` (the public real scans, or a skip).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from napari_dfcseg.engine.config import DFCConfig
+
+#: a config that trains in about a second: 8 channels, 8 iterations, tiny batches
+TINY = dataclasses.replace(DFCConfig.preset("fast"), n_channels=8, max_iter=8, min_labels=1,
+                           batch_slices=2, patch_size=(6, 12, 12), batch_patches=1,
+                           eval_slices=4, stop_rule="batch", chunk_size=16)
+
+#: a RAS affine that is neither identity nor LPS-aligned: x flipped, 1.2 x 0.9 x 2.5 mm, offset origin
+AFFINE = np.array([
+    [-1.2, 0.0, 0.0, 30.5],
+    [0.0, 0.9, 0.0, -20.0],
+    [0.0, 0.0, 2.5, 12.0],
+    [0.0, 0.0, 0.0, 1.0],
+])
+
+
+def write_nifti(path, zyx, affine=AFFINE):
+    """A (z, y, x) array as a NIfTI file (nibabel stores x, y, z), sform = qform = ``affine``."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(zyx, (2, 1, 0))), affine)
+    img.header.set_sform(affine, code=1)
+    img.header.set_qform(affine, code=1)
+    nib.save(img, str(path))
+    return Path(path)
 
 
 def rotation_matrix(angles_deg=(15.0, -10.0, 25.0)):
@@ -58,6 +94,7 @@ def write_dicom_series(
     modality="CT",
     description="Synthetic oblique CT",
     patient_name="SENTINEL^Jane^Q",
+    patient_id="SENTINEL-ID-123",
     series_uid=None,
     series_number=3,
     positions=None,
@@ -101,7 +138,7 @@ def write_dicom_series(
         ds.SOPClassUID = meta.MediaStorageSOPClassUID
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
         ds.PatientName = patient_name
-        ds.PatientID = "SENTINEL-ID-123"
+        ds.PatientID = patient_id
         ds.PatientBirthDate = "19700101"
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid

@@ -23,21 +23,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import write_nifti
 from napari_dfcseg.batch import (Ledger, SequentialExecutor, apply_one, read_manifest, run_batch)
 from napari_dfcseg.datasets import head_phantom
 from napari_dfcseg.errors import InvalidInputError
 
-AFFINE = np.array([[-1.2, 0, 0, 30.5], [0, 0.9, 0, -20.0], [0, 0, 2.5, 12.0], [0, 0, 0, 1]])
 SPACING = (2.5, 0.9, 1.2)
 SHAPE = (12, 64, 56)
-
-
-def write_nifti(path, zyx, affine=AFFINE):
-    img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(zyx, (2, 1, 0))), affine)
-    img.header.set_sform(affine, code=1)
-    img.header.set_qform(affine, code=1)
-    nib.save(img, str(path))
-    return Path(path)
 
 
 def read_labels(path):

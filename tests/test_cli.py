@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -18,20 +19,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_dfcseg.cli import orientation_codes
+from conftest import AFFINE, write_dicom_series, write_nifti
+from napari_dfcseg.cli import build_parser, orientation_codes
 from napari_dfcseg.datasets import head_phantom
 
 # a few iterations of the small preset: the tests check behaviour, not quality
 QUICK = ["--preset", "fast", "--max-iter", "3"]
-
-# a RAS affine that is neither identity nor LPS-aligned: x flipped, 1.2 x 0.9 x 2.5 mm, offset origin
-AFFINE = np.array([
-    [-1.2, 0.0, 0.0, 30.5],
-    [0.0, 0.9, 0.0, -20.0],
-    [0.0, 0.0, 2.5, 12.0],
-    [0.0, 0.0, 0.0, 1.0],
-])
-
 
 def run_cli(*args, timeout=240, cwd=None):
     """``python -m napari_dfcseg ARGS`` with stderr a pipe (not a terminal)."""
@@ -41,15 +34,6 @@ def run_cli(*args, timeout=240, cwd=None):
         capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
         stdin=subprocess.DEVNULL,
     )
-
-
-def write_nifti(path, zyx, affine=AFFINE):
-    """A (z, y, x) array as a NIfTI file (nibabel stores x, y, z)."""
-    img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(zyx, (2, 1, 0))), affine)
-    img.header.set_sform(affine, code=1)
-    img.header.set_qform(affine, code=1)
-    nib.save(img, str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +69,11 @@ def test_version_and_console_script():
 def test_help_lists_every_subcommand():
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("segment", "train", "apply", "info", "demo"):
-        assert command in result.stdout
+    # the command list: lines "    NAME   help text" (not words of the description)
+    listed = re.findall(r"^ {4}(\w+) {2,}\S", result.stdout, re.MULTILINE)
+    assert listed[:3] == ["segment", "train", "apply"], result.stdout
+    assert {"info", "demo"} <= set(listed)
+    assert set(listed) == set(build_parser()._subparsers._group_actions[0].choices)
 
 
 def test_no_command_is_a_usage_error():
@@ -302,34 +289,6 @@ def test_sigint_mid_run_exits_130_and_writes_nothing(small_scan, tmp_path):
 # ------------------------------------------------------------------ info
 
 
-def write_dicom_series(folder, zyx, spacing, *, patient_name, patient_id):
-    """A real MR DICOM series (one file per slice) carrying patient identifiers."""
-    import SimpleITK as sitk
-
-    folder.mkdir(parents=True, exist_ok=True)
-    image = sitk.GetImageFromArray(zyx.astype(np.int16))
-    image.SetSpacing((spacing[2], spacing[1], spacing[0]))
-    image.SetOrigin((-20.0, -30.0, 40.0))
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    study, series = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
-    for k in range(zyx.shape[0]):
-        s = image[:, :, k]
-        for tag, value in {
-            "0010|0010": patient_name, "0010|0020": patient_id, "0010|0030": "19700101",
-            "0008|0060": "MR", "0008|0016": "1.2.840.10008.5.1.4.1.1.4",
-            "0008|0018": f"{series}.{k + 1}", "0020|000d": study, "0020|000e": series,
-            "0008|103e": "T1 test series", "0020|0013": str(k + 1),
-            "0020|0037": "1\\0\\0\\0\\1\\0",
-            "0020|0032": "\\".join(f"{v:g}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
-            "0018|0050": f"{spacing[0]:g}", "0028|0030": f"{spacing[1]:g}\\{spacing[2]:g}",
-        }.items():
-            s.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
-        writer.Execute(s)
-    return folder
-
-
 def test_info_on_nifti_prints_geometry(small_scan):
     result = run_cli("info", small_scan)
     assert result.returncode == 0, result.stderr
@@ -342,8 +301,10 @@ def test_info_on_nifti_prints_geometry(small_scan):
 
 def test_info_on_dicom_folder_lists_series_and_no_patient_data(tmp_path):
     zyx = head_phantom(shape=(6, 32, 24), seed=1).image
-    folder = write_dicom_series(tmp_path / "dicom", zyx, (3.0, 0.8, 0.8),
-                                patient_name="Doe^Jane", patient_id="PID-778899")
+    folder = write_dicom_series(tmp_path / "dicom", shape=zyx.shape, spacing=(3.0, 0.8, 0.8),
+                                stored=zyx, rotation=np.eye(3), slope=1.0, intercept=0.0,
+                                modality="MR", series_uid="1.2.826.0.1.3680043.8.498.2",
+                                patient_name="Doe^Jane", patient_id="PID-778899").folder
     result = run_cli("info", folder)
     assert result.returncode == 0, result.stderr
     out = result.stdout

@@ -6,15 +6,13 @@ import threading
 import numpy as np
 import pytest
 
+from conftest import TINY
 from napari_dfcseg import Cancelled, DFCConfig, InvalidInputError, segment
 from napari_dfcseg.datasets import head_phantom
 from scipy import ndimage
 from napari_dfcseg.metrics import dice_per_tissue
 
 # small enough for CI: a few seconds per run on one core
-TINY = dataclasses.replace(DFCConfig.preset("fast"), n_channels=8, max_iter=8, min_labels=1,
-                           batch_slices=2, patch_size=(6, 12, 12), batch_patches=1,
-                           eval_slices=4, stop_rule="batch", chunk_size=16)
 
 
 @pytest.fixture(scope="module")

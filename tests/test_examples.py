@@ -12,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import write_nifti
 from napari_dfcseg.datasets import head_phantom
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -22,11 +23,6 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 def run(*cmd, timeout=300):
     return subprocess.run([*map(str, cmd)], capture_output=True, text=True, timeout=timeout,
                           env=ENV, stdin=subprocess.DEVNULL)
-
-
-def write_nifti(path, zyx, affine):
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(np.transpose(zyx, (2, 1, 0))), affine), str(path))
-    return path
 
 
 AFFINE = np.diag([-1.0, -1.0, 2.5, 1.0])
@@ -51,7 +47,9 @@ def test_scribble_guided_reports_dice_per_scribbled_tissue(tmp_path):
     assert result.returncode == 0, result.stderr
     dice = [float(d) for d in re.findall(r"Dice (\d\.\d+)", result.stdout)]
     assert len(dice) == 5  # four tissues + the matched brain mean
-    assert all(0.0 <= d <= 1.0 for d in dice)
+    # 4 iterations on a tiny phantom (measured: CSF 0.08, GM 0.63, WM 0.82, scalp 0.53, mean
+    # 0.59): the scribbles must still put white matter and the brain well above chance
+    assert dice[2] >= 0.6 and dice[4] >= 0.45, result.stdout
     labels = np.asarray(nib.load(str(out)).dataobj)
     # scribbled classes keep their ids
     assert {1, 2, 3, 4} <= set(np.unique(labels).tolist())
@@ -64,7 +62,9 @@ def test_reference_model_trains_saves_and_applies_to_another_scan(tmp_path):
     assert model.is_file() and model.stat().st_size > 0
     assert "training scan" in result.stdout and "new scan" in result.stdout
     dice = [float(d) for d in re.findall(r"Dice (\d\.\d+)", result.stdout)]
-    assert len(dice) == 2 and all(0.0 < d <= 1.0 for d in dice)
+    # the model transfers: measured 0.47 on its training scan, 0.45 on the new one
+    assert len(dice) == 2 and min(dice) >= 0.35, result.stdout
+    assert abs(dice[0] - dice[1]) <= 0.1, result.stdout
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")

@@ -128,6 +128,20 @@ def progress_for(args, desc):
     return Progress(mode == "bar" and sys.stderr.isatty() and not getattr(args, "quiet", False), desc)
 
 
+def run_engine(args, desc, call, cancel):
+    """``call(progress)`` under the sub-command's progress display (closed afterwards);
+    raises Cancelled if Ctrl-C came meanwhile, so nothing is written after it."""
+    from ..engine.result import check_cancel
+
+    progress = progress_for(args, desc)
+    try:
+        result = call(progress)
+    finally:
+        progress.close()
+    check_cancel(cancel)
+    return result
+
+
 # --------------------------------------------------------------------------- Ctrl-C
 
 

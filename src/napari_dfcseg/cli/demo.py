@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InvalidInputError
-from ._common import positive_int, progress_for, say
+from ._common import positive_int, run_engine, say
 from ._options import add_run_options, config_from_args
 
 
@@ -34,11 +34,8 @@ def run_demo(args, cancel):
     if outdir.exists() and not outdir.is_dir():
         raise InvalidInputError(f"OUTDIR {outdir} exists and is not a folder")
     config = config_from_args(args)
-    progress = progress_for(args, "demo")
-    try:
-        report = demo(outdir, shape=tuple(args.shape), config=config, seed=args.seed,
-                      device=args.device, progress=progress, cancel=cancel)
-    finally:
-        progress.close()
+    report = run_engine(args, "demo", lambda progress: demo(
+        outdir, shape=tuple(args.shape), config=config, seed=args.seed, device=args.device,
+        progress=progress, cancel=cancel), cancel)
     say(args, report)
     return 0

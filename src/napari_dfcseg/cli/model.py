@@ -6,7 +6,7 @@ import os
 
 from ..errors import InvalidInputError
 from ..engine.result import check_cancel
-from ._common import progress_for, say
+from ._common import run_engine, say
 from ._dicom_seg import add_dicom_seg_options, check_dicom_seg, write_dicom_seg_output
 from ._files import MODEL_SUFFIXES, check_output, label_summary, load_inputs, save_model, write
 from ._options import (add_engine_options, add_output_options, add_parameter_options, add_run_options,
@@ -50,13 +50,9 @@ def run_train(args, cancel):
         check_cancel(cancel)
     from ..engine.pipeline import train_model
 
-    progress = progress_for(args, "train")
-    try:
-        model = train_model(inputs, mode=args.mode, config=config, seed=args.seed,
-                            device=args.device, progress=progress, cancel=cancel)
-    finally:
-        progress.close()
-    check_cancel(cancel)
+    model = run_engine(args, "train", lambda progress: train_model(
+        inputs, mode=args.mode, config=config, seed=args.seed, device=args.device,
+        progress=progress, cancel=cancel), cancel)
     save_model(model, args.model)
     say(args, f"trained on {len(inputs)} scan(s); wrote {args.model}")
     return 0
@@ -74,11 +70,8 @@ def run_apply(args, cancel):
     model = load_model(args.model)
     volume, inputs = load_inputs(args, args.input, mask_path=args.mask)
     check_cancel(cancel)
-    progress = progress_for(args, "apply")
-    try:
-        result = apply_model(model, inputs, device=args.device, progress=progress, cancel=cancel)
-    finally:
-        progress.close()
+    result = run_engine(args, "apply", lambda progress: apply_model(
+        model, inputs, device=args.device, progress=progress, cancel=cancel), cancel)
     if args.min_size is not None:  # the model file's own min_size otherwise
         result = result.relabel(min_size=args.min_size)
     labels = result.labels

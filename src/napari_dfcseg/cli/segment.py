@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import InvalidInputError
 from ..engine.result import check_cancel
-from ._common import progress_for, say
+from ._common import run_engine, say
 from ._dicom_seg import add_dicom_seg_options, check_dicom_seg, write_dicom_seg_output
 from ._files import MODEL_SUFFIXES, check_output, label_summary, load_inputs, save_model, write
 from ._options import add_engine_options, add_output_options, config_from_args
@@ -40,13 +40,9 @@ def run_segment(args, cancel):
     check_cancel(cancel)
     from ..engine.pipeline import segment
 
-    progress = progress_for(args, "segment")
-    try:
-        result = segment(inputs, mode=args.mode, config=config, seed=args.seed,
-                         device=args.device, progress=progress, cancel=cancel)
-    finally:
-        progress.close()
-    check_cancel(cancel)
+    result = run_engine(args, "segment", lambda progress: segment(
+        inputs, mode=args.mode, config=config, seed=args.seed, device=args.device,
+        progress=progress, cancel=cancel), cancel)
     written = write(args.output, result.labels, volume)
     written += write_dicom_seg_output(args, result.labels, volume)
     if args.save_model:
