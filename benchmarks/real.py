@@ -1,7 +1,9 @@
 """Real-scan suite (issue 11): the engine's default against its peers on real, unmasked scans.
 
     python -m benchmarks.run --only real            # CT + MR + MNI 5/20 and 9/40 + demo seeds
-    python -m benchmarks.run --only real --quick    # one seed, fewer K, no MNI: a few minutes
+    python -m benchmarks.run --only real --quick    # one seed, fewer K, no MNI (~20 min shared)
+    python -m benchmarks.run --only real --quick --real-cases ct-abdomen-3mm,mr-breast \
+        --real-parts scans,demo                      # while iterating on the engine: minutes
 
 Parts, each one record per (case, method, seed):
 

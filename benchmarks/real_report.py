@@ -263,13 +263,38 @@ def _machine(payload):
                if payload.get("quick") else ""))
 
 
+def load_current(results):
+    """``real.json`` and every ``real-<tag>.json`` but ``real-before``, merged, or None.
+
+    A run split into parts (e.g. ``--real-parts scans`` and ``--real-parts mni,demo``
+    in two processes, ``--tag after-scans`` / ``--tag after-mni``) is shown as one:
+    records concatenated (a later part's record of the same case, method and seed
+    wins), the parts' commands all listed.
+    """
+    from pathlib import Path
+
+    names = sorted(f.name[: -len(".json")] for f in Path(results).glob("real*.json"))
+    parts = [load_results(n, folder=results) for n in names if n != "real-before"]
+    parts = sorted((p for p in parts if p), key=lambda p: p["machine"].get("date_utc", ""))
+    if not parts:
+        return None
+    merged = {}
+    for part in parts:
+        for r in part["records"]:
+            merged[r["case"], r["method"], r["seed"]] = r
+    first = parts[0]
+    return {**first, "records": list(merged.values()), "parts": parts,
+            "partial": any(p.get("partial") for p in parts),
+            "quick": any(p.get("quick") for p in parts)}
+
+
 def real_section(results):
     """Markdown lines of the section, or ``[]`` when no ``real*.json`` is there.
 
-    ``real.json`` is the current run; ``real-before.json`` the engine before
-    issue 11 (shown alone while there is no current run, else side by side).
+    The current run (:func:`load_current`) and ``real-before.json``, the engine
+    before issue 11 (shown alone while there is no current run, else side by side).
     """
-    payload = load_results("real", folder=results)
+    payload = load_current(results)
     before = load_results("real-before", folder=results)
     if not payload:
         payload, before = before, None
@@ -277,11 +302,11 @@ def real_section(results):
         return []
     recs = payload["records"]
     s = payload["settings"]
-    out = ["## Real scans (issue 11)", "", _machine(payload),
-           f"- engine: `segment(image, spacing=…)`, preset `{s['preset']}`, mode `{s['mode']}`, "
-           f"no mask, seeds {s['seeds']}" + (f", overrides {s['overrides']}" if s['overrides']
-                                             else "")
-           + "; peers seed 0, on the same raw array (HU / scanner values), no mask, every voxel "
+    out = ["## Real scans (issue 11)", ""] + [_machine(p) for p in payload.get("parts", [payload])]
+    out += [f"- engine: `segment(image, spacing=…)`, preset `{s['preset']}`, mode "
+            f"`{s['mode']}`, no mask, seeds {s['seeds']}"
+            + (f", overrides {s['overrides']}" if s['overrides'] else "")
+            + "; peers seed 0, on the same raw array (HU / scanner values), no mask, every voxel "
            "clustered; Atropos / dipy run: " + (", ".join(s["peers_available"]) or "no")
            + (f"\n- rows marked † are peers copied from an earlier run (`{s['peers_reused_from']}`):"
               " their labels do not depend on the engine; their times are from that run"
@@ -375,6 +400,7 @@ def before_after(before, after):
                          else None)]
         measures.append(("time (s)", lambda r: r["wall_s"]))
         for name, get in measures:
-            lines.append(f"| {case} | {name} | {_ms([get(r) for r in b])} | "
-                         f"{_ms([get(r) for r in a])} |")
+            digits = 1 if name in ("labels", "time (s)") else 3
+            lines.append(f"| {case} | {name} | {_ms([get(r) for r in b], digits)} | "
+                         f"{_ms([get(r) for r in a], digits)} |")
     return lines + [""]
