@@ -184,6 +184,20 @@ def test_fixed_bad_input_is_retried_unchanged_one_is_not(cohort, tmp_path):
     assert len(report.done) == 1 and (out / "late_labels.nii.gz").exists()
 
 
+def test_output_of_another_scan_is_never_relabelled(cohort, tmp_path):
+    out = tmp_path / "out"
+    first = write_manifest(tmp_path / "a.csv", [f"{cohort.root}/scan1.nii.gz,,x.nii.gz"])
+    run_batch(cohort.model, read_manifest(first, out), out)
+    before = (out / "x.nii.gz").read_bytes()
+    second = write_manifest(tmp_path / "b.csv", [f"{cohort.root}/scan2.nii.gz,,x.nii.gz"])
+    report = run_batch(cohort.model, read_manifest(second, out), out)
+    assert report.bad and "scan1.nii.gz" in report.bad[0]["error"]
+    assert (out / "x.nii.gz").read_bytes() == before
+    assert len(ledger_lines(out)) == 2  # reported once in the ledger...
+    run_batch(cohort.model, read_manifest(second, out), out)
+    assert len(ledger_lines(out)) == 2  # ...and again without a new line
+
+
 def test_existing_complete_output_is_reused_not_relabelled(cohort, tmp_path):
     manifest = write_manifest(tmp_path / "m.csv", [f"{cohort.root}/scan1.nii.gz,,a.nii.gz"])
     out = tmp_path / "out"

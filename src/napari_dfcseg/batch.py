@@ -194,6 +194,12 @@ def set_torch_threads(n):
     _STATE["torch_threads"] = n
 
 
+def _torch_threads():
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _model(model_path):
     from .engine.model import load_model
 
@@ -345,6 +351,7 @@ def apply_one(model_path, row, *, device="auto", min_size=None, cancel=None):
             write_labels(row.output, labels, like=volume)
             _log_event("written", row)
             record["device"] = result.device
+            record["torch_threads"] = _torch_threads()
     except Cancelled:
         raise
     except DFCError as exc:
@@ -489,12 +496,20 @@ def plan(rows, latest):
     A row is finished when its newest record is ``ok`` for the same input and
     the output file is still the one then written (same size and mtime); it is
     a known bad input when its newest record is ``bad-input`` and its input
-    files have not changed since. Everything else is (re)done.
+    files have not changed since, or when its output exists and the ledger says
+    it holds another input's labels. Everything else is (re)done.
     """
     todo, finished, bad = [], [], []
     for row in rows:
         rec = latest.get(row.output)
-        if rec is None or rec.get("input") != row.input:
+        if rec is not None and rec.get("input") != row.input and Path(row.output).exists():
+            # the manifest now gives this output another scan: never label over the old one
+            bad.append({"row": row.index, "input": row.input, "output": row.output,
+                        "status": "bad-input", "inputs_stamp": inputs_stamp(row), "seconds": 0.0,
+                        "worker": None, "new": True,
+                        "error": f"output {row.output} holds the labels of {rec.get('input')}"
+                                 " (ledger): remove it or give this row another output"})
+        elif rec is None or rec.get("input") != row.input:
             todo.append(row)
         elif rec["status"] == "ok" and rec.get("output_stamp") == _file_stamp(row.output):
             finished.append(rec)
@@ -540,9 +555,13 @@ def run_batch(model_path, rows, outdir, *, executor=None, device="auto", min_siz
     report = BatchReport(skipped=finished, bad=list(bad))
     executor = executor or SequentialExecutor()
     options = {"device": device, "min_size": min_size}
-    n_total, n_done = len(rows), len(finished) + len(bad)
-    if on_record is not None:
-        for rec in [*finished, *bad]:
+    n_total, n_done = len(rows), 0
+    for rec in [*finished, *bad]:
+        if rec.pop("new", False):
+            ledger.append(rec)
+            latest[rec["output"]] = rec
+        n_done += 1
+        if on_record is not None:
             on_record(rec, n_done, n_total)
     try:
         for row, outcome in executor.run(model_path, todo, options, cancel):
