@@ -30,11 +30,12 @@ APT_PACKAGES := xvfb xauth libgl1 libgl1-mesa-dri libegl1 libglib2.0-0 libx11-xc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test install install-test system-deps clean help
+.PHONY: demo test test-fast install install-test system-deps clean help
 
 help:
 	@echo "make demo   install into $(VENV) and run the demo (writes $(DEMO_DIR)/)"
 	@echo "make test   install test dependencies (apt + pip) and run the whole test suite"
+	@echo "make test-fast   the inner loop: every test not marked slow (pytest -m 'not slow')"
 
 demo: $(VENV)/.installed-napari
 	$(BIN)/dfcseg demo $(DEMO_DIR)
@@ -43,6 +44,9 @@ demo: $(VENV)/.installed-napari
 test: system-deps $(VENV)/.installed-test
 	rc=0; $(XVFB_RUN) $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
+
+test-fast: system-deps $(VENV)/.installed-test
+	$(XVFB_RUN) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 install: $(VENV)/.installed-napari
 install-test: $(VENV)/.installed-test

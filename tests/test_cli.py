@@ -242,6 +242,7 @@ def test_output_in_a_missing_folder_is_refused(small_scan, tmp_path):
 # ------------------------------------------------------------------ Ctrl-C
 
 
+@pytest.mark.slow
 def test_sigint_mid_run_exits_130_and_writes_nothing(small_scan, tmp_path):
     """stderr is a terminal here, so the progress bar shows; Ctrl-C once it moves."""
     out = tmp_path / "labels.nii.gz"
@@ -359,6 +360,7 @@ def test_apply_with_a_corrupt_model_is_one_line_error(small_scan, tmp_path):
 # ------------------------------------------------------------------ demo
 
 
+@pytest.mark.slow
 def test_demo_writes_phantom_labels_and_overview(tmp_path):
     outdir = tmp_path / "demo"
     result = run_cli("demo", outdir, "--shape", "8", "48", "40", "--max-iter", "5")

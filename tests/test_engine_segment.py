@@ -27,6 +27,7 @@ def large_phantom():
     return head_phantom(shape=(8, 128, 112), spacing=(3.0, 1.0, 1.0), noise=0.05, bias=0.2)
 
 
+@pytest.mark.slow
 def test_phantom_tissues_are_recovered_2d(large_phantom):
     p = large_phantom
     result = segment(p.image, mode="2d", spacing=p.spacing, mask=p.mask, config="default", seed=0)
@@ -36,6 +37,7 @@ def test_phantom_tissues_are_recovered_2d(large_phantom):
     assert min(dice.values()) >= 0.9, dice
 
 
+@pytest.mark.slow
 def test_phantom_tissues_are_recovered_3d(large_phantom):
     p = large_phantom
     cfg = dataclasses.replace(DFCConfig.preset("default"), max_iter=20, patch_size=(8, 48, 48),
@@ -189,6 +191,7 @@ def test_bad_inputs_raise_a_clear_project_error(kwargs, message):
         segment(image, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_training_precision_keeps_phantom_quality(large_phantom, precision):
     # bfloat16 training on CPU (the "auto" choice on CPUs with native bfloat16) must

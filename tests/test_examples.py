@@ -25,6 +25,9 @@ def run(*cmd, timeout=300):
                           env=ENV, stdin=subprocess.DEVNULL)
 
 
+#: each example runs in a subprocess for tens of seconds
+pytestmark = pytest.mark.slow
+
 AFFINE = np.diag([-1.0, -1.0, 2.5, 1.0])
 AFFINE[:3, 3] = (40.0, 50.0, -10.0)
 

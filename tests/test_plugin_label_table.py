@@ -125,13 +125,21 @@ def test_apply_labels_edit_undo_restores_exactly(make_napari_viewer):
 
 def test_a_recount_finishing_after_the_table_is_closed_is_ignored(table_on_layers):
     viewer, layer, table, qtbot = table_on_layers
+    from qtpy import sip
+
+    from napari_dfcseg.engine.label_edits import label_table
+
+    stats = label_table(layer.data)
+    stats["voxels"] = stats["voxels"] * 0 + 1  # a result that would show if it were applied
+    before = layer.features.copy()
     viewer.window.remove_dock_widget(table)
     table.close()
     table.deleteLater()
-    qtbot.wait(50)
+    qtbot.waitUntil(lambda: sip.isdeleted(table), timeout=5000)
     # the recount's result arrives after the widget and its combo box are gone:
     # before the fix this raised "wrapped C/C++ object ... has been deleted"
-    table._on_counted(layer, table._generation, None)
+    table._on_counted(layer, table._generation, stats)
+    assert layer.features.equals(before)
 
 
 def test_clicking_a_row_picks_its_label_for_the_brush_and_the_row_follows_the_layer(table_on_layers):
