@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["EngineInputs", "assemble_inputs", "prepare_image", "prepare_mask",
+__all__ = ["EngineInputs", "assemble_inputs", "as_inputs", "per_image", "prepare_image", "prepare_mask",
            "prepare_scribbles", "prepare_spacing"]
 
 
@@ -141,6 +141,38 @@ def assemble_inputs(image, *, channel_axis=None, channels=None, mask=None, scrib
     return EngineInputs(image=prepared, mask=m, scribbles=s, n_scribble_classes=n_classes,
                         spacing=prepare_spacing(spacing, name=names.get("spacing", "spacing")),
                         was_2d=was_2d)
+
+
+def as_inputs(image, *, spacing=None, channel_axis=None, mask=None, scribbles=None, name="image"):
+    """``image`` as EngineInputs: assembled here, or already assembled by the caller.
+
+    What the engine's entry points call: an :class:`EngineInputs` is taken as
+    it is (then the other inputs must not be given again), an array is
+    assembled with :func:`assemble_inputs`.
+    """
+    if isinstance(image, EngineInputs):
+        given = [k for k, v in (("spacing", spacing), ("channel_axis", channel_axis),
+                                ("mask", mask), ("scribbles", scribbles)) if v is not None]
+        if given:
+            raise InvalidInputError(f"{', '.join(given)}: give them to assemble_inputs, not here")
+        return image
+    return assemble_inputs(image, channel_axis=channel_axis, mask=mask, scribbles=scribbles,
+                           spacing=spacing, names={"image": name} if name != "image" else None)
+
+
+def per_image(value, n, name):
+    """One value per image: a single array / spacing is shared, a list must have ``n``."""
+    if value is None:
+        return [None] * n
+    single = np.ndim(value) == 1 if name == "spacing" else isinstance(value, np.ndarray)
+    if single:
+        if n == 1 or name == "spacing":
+            return [value] * n
+        raise InvalidInputError(f"{name} must be a list of {n} arrays, one per image")
+    value = list(value)
+    if len(value) != n:
+        raise InvalidInputError(f"{name} has {len(value)} entries for {n} images")
+    return value
 
 
 def _extra_channel(extra, spatial, n_spatial, name):

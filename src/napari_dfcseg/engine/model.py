@@ -12,6 +12,7 @@ loads it.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +93,22 @@ class Model:
         dims = 2 if self.mode == "2d" else 3
         return kernel_shape(self.config.kernel, tuple(spacing)[3 - dims:],
                             self.config.thick_slice_ratio)
+
+    def check_spacing(self, spacing):
+        """Warn (``UserWarning``) when voxels of ``spacing`` would make training choose
+        another kernel than :attr:`kernel_shape` (see :meth:`kernel_for`)."""
+        if self.kernel_shape is None:
+            return
+        wanted = tuple(self.kernel_for(spacing))
+        if wanted == tuple(self.kernel_shape):
+            return
+        trained = (" on voxels of " + " / ".join("×".join(f"{v:g}" for v in s) for s in self.spacings)
+                   + " mm") if self.spacings else ""
+        msg = (f"the model's network has {'×'.join(map(str, self.kernel_shape))} kernels (trained"
+               f"{trained}); voxels of {'×'.join(f'{v:g}' for v in spacing)} mm would get"
+               f" {'×'.join(map(str, wanted))}: its labels may not match a model trained on such scans")
+        warnings.warn(msg, UserWarning, stacklevel=3)
+        log.warning(msg)
 
     def network(self, device="cpu") -> DFCNet:
         """The network in eval mode, on ``device``."""

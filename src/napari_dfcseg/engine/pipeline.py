@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from .config import MODES, DFCConfig, resolve_config
-from .inputs import EngineInputs, assemble_inputs
+from .inputs import EngineInputs, as_inputs, per_image
 from .model import Model
 from .labelling import cluster_label_map, finish_labels, label_means
 from .result import KeptClusters, SegmentationResult, report_progress
@@ -125,7 +125,7 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
     """
     start = time.perf_counter()
     config = resolve_config(config)
-    inputs = _as_inputs(image, spacing=spacing, channel_axis=channel_axis, mask=mask,
+    inputs = as_inputs(image, spacing=spacing, channel_axis=channel_axis, mask=mask,
                         scribbles=scribbles)
     fit = _fit([inputs], mode=mode, config=config, seed=seed, device=device,
                progress=progress, cancel=cancel)
@@ -192,10 +192,10 @@ def train_model(images, *, mode="2d", spacing=None, spacings=None, channel_axis=
     if not images:
         raise InvalidInputError("images is empty: give at least one volume")
     n = len(images)
-    per = zip(_per_image(spacings if spacings is not None else spacing, n, "spacing"),
-              _per_image(masks if masks is not None else mask, n, "masks"),
-              _per_image(scribbles, n, "scribbles"))
-    inputs = [_as_inputs(img, spacing=sp, channel_axis=channel_axis, mask=m, scribbles=s,
+    per = zip(per_image(spacings if spacings is not None else spacing, n, "spacing"),
+              per_image(masks if masks is not None else mask, n, "masks"),
+              per_image(scribbles, n, "scribbles"))
+    inputs = [as_inputs(img, spacing=sp, channel_axis=channel_axis, mask=m, scribbles=s,
                          name="image" if n == 1 else f"images[{i}]")
               for i, (img, (sp, m, s)) in enumerate(zip(images, per))]
     model = _fit(inputs, mode=mode, config=config, seed=seed, device=device,
@@ -239,14 +239,14 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
     if not isinstance(model, Model):
         raise InvalidInputError(f"model must be a Model (see load_model), got {type(model).__name__}")
     start = time.perf_counter()
-    inputs = _as_inputs(image, spacing=spacing, channel_axis=channel_axis, mask=mask,
+    inputs = as_inputs(image, spacing=spacing, channel_axis=channel_axis, mask=mask,
                         scribbles=scribbles)
     if inputs.n_channels != model.in_channels:
         raise InvalidInputError(
             f"image has {inputs.n_channels} channel(s), the model was trained on {model.in_channels}"
         )
     if spacing is not None or isinstance(image, EngineInputs):
-        _check_spacing(model, inputs.spacing)
+        model.check_spacing(inputs.spacing)
     dev = resolve_device(device)
     x = apply_normalization(inputs.image, model.norm_stats)
     vol = TrainingVolume(x, inputs.mask, None, inputs.spacing)
@@ -396,46 +396,3 @@ def _check_mode(mode):
     if mode not in MODES:
         raise InvalidInputError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
     return mode
-
-
-def _check_spacing(model, spacing):
-    """Warn when ``spacing`` would make training choose another kernel than the model's."""
-    if model.kernel_shape is None:
-        return
-    wanted = tuple(model.kernel_for(spacing))
-    if wanted == tuple(model.kernel_shape):
-        return
-    trained = (" on voxels of " + " / ".join("×".join(f"{v:g}" for v in s) for s in model.spacings)
-               + " mm") if model.spacings else ""
-    msg = (f"the model's network has {'×'.join(map(str, model.kernel_shape))} kernels (trained"
-           f"{trained}); voxels of {'×'.join(f'{v:g}' for v in spacing)} mm would get"
-           f" {'×'.join(map(str, wanted))}: its labels may not match a model trained on such scans")
-    warnings.warn(msg, UserWarning, stacklevel=3)
-    log.warning(msg)
-
-
-def _as_inputs(image, *, spacing, channel_axis, mask, scribbles, name="image"):
-    """``image`` as EngineInputs: assembled here, or already assembled by the caller."""
-    if isinstance(image, EngineInputs):
-        given = [k for k, v in (("spacing", spacing), ("channel_axis", channel_axis),
-                                ("mask", mask), ("scribbles", scribbles)) if v is not None]
-        if given:
-            raise InvalidInputError(f"{', '.join(given)}: give them to assemble_inputs, not here")
-        return image
-    return assemble_inputs(image, channel_axis=channel_axis, mask=mask, scribbles=scribbles,
-                           spacing=spacing, names={"image": name} if name != "image" else None)
-
-
-def _per_image(value, n, name):
-    """One value per image: a single array / spacing is shared, a list must have ``n``."""
-    if value is None:
-        return [None] * n
-    single = np.ndim(value) == 1 if name == "spacing" else isinstance(value, np.ndarray)
-    if single:
-        if n == 1 or name == "spacing":
-            return [value] * n
-        raise InvalidInputError(f"{name} must be a list of {n} arrays, one per image")
-    value = list(value)
-    if len(value) != n:
-        raise InvalidInputError(f"{name} has {len(value)} entries for {n} images")
-    return value
