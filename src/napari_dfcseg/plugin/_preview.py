@@ -36,6 +36,7 @@ class LivePreview:
         self._last = 0.0
         self._slice = None
         self._colormap = None
+        self._index = None
 
     # ------------------------------------------------------------ the run
     def start(self, image):
@@ -43,8 +44,9 @@ class LivePreview:
         self._image = image
         self.layer = None
         self._last = 0.0
-        if self._colormap is None:
-            self._colormap = labels_colormap()  # built once, not during a run
+        # a fresh colormap per run (the layer may become the result, which owns it);
+        # ~3 ms once the widget's warm-up has built the first one
+        self._colormap = labels_colormap()
         self._update_slice()
         self._viewer.dims.events.current_step.connect(self._update_slice)
 
@@ -59,6 +61,14 @@ class LivePreview:
                 self._viewer.layers.remove(self.layer)
         self.layer = None
         self._image = None
+
+    def take_layer(self):
+        """Hand the preview layer over (the result reuses it: no new layer at the end), or None."""
+        layer = self.layer
+        self.layer = None
+        if layer is None or layer not in self._viewer.layers:
+            return None
+        return layer
 
     # ---------------------------------------------------- which slice
     def _update_slice(self, *_):
@@ -92,9 +102,10 @@ class LivePreview:
             placement.pop("metadata")
         layer = self.layer
         if layer is not None and layer in self._viewer.layers:
+            if index != self._index and "affine" in placement:
+                layer.affine = placement["affine"]  # the user moved to another slice
             layer.data = data
-            if "affine" in placement:
-                layer.affine = placement["affine"]
+            self._index = index
             return
         with keep_selection(self._viewer):
             self.layer = self._viewer.add_labels(
@@ -102,3 +113,4 @@ class LivePreview:
                 **placement,
             )
         self.layer.editable = False
+        self._index = index

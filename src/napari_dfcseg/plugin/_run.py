@@ -28,6 +28,7 @@ STAGE_TEXT = {
     "region": "Finding the body outline…",
     "prepare": "Preparing: normalising intensities, fitting the intensity classes…",
     "model": "Loading the model…",
+    "region_found": "Body outline found (layer '… body'); preparing…",
 }
 
 
@@ -87,6 +88,24 @@ def _placeholder_foreground(image):
     return ndimage.binary_fill_holes(body)
 
 
+def warm_up():
+    """First-use costs paid on a worker thread when the widget opens, not during a run.
+
+    The first colormap napari builds costs 0.3-2 s (lazy imports, colour
+    parsing), pandas' import ~0.9 s (the first Labels layer's features), torch's
+    a few seconds (the first run).
+    """
+    import pandas  # noqa: F401
+
+    from ._layers import labels_colormap, region_colormap
+
+    labels_colormap()
+    region_colormap()
+    import torch  # noqa: F401
+
+    import napari_dfcseg.engine.pipeline  # noqa: F401
+
+
 def _assemble(inputs):
     """The engine's inputs (:func:`~napari_dfcseg.engine.inputs.assemble_inputs`: the one rule)."""
     from napari_dfcseg.engine.inputs import assemble_inputs
@@ -118,7 +137,9 @@ def _with_region(inputs, engine_inputs, progress, seconds):
     start = time.perf_counter()
     mask = auto_region(engine_inputs.image[..., 0], engine_inputs.spacing, inputs.modality)
     seconds["region"] = time.perf_counter() - start
-    return engine_inputs.with_mask(mask), engine_inputs.restore_shape(mask), "auto"
+    shown = engine_inputs.restore_shape(mask)
+    progress(0, 0, {"stage": "region_found", "region": shown})  # the GUI shows it at once
+    return engine_inputs.with_mask(mask), shown, "auto"
 
 
 def segment_call(inputs, *, mode, config, seed, device, progress, cancel):

@@ -33,10 +33,11 @@ from . import _view
 from ._label_table import SOURCE_KEY, LabelTable, apply_labels_edit
 from ._layers import labels_colormap, output_layer_kwargs, region_colormap, spacing_of_layer
 from ._preview import LivePreview
-from ._run import RUN_KEY, STAGE_TEXT, RunInputs, apply_model_call, run_record, segment_call
+from ._run import RUN_KEY, STAGE_TEXT, RunInputs, apply_model_call, run_record, segment_call, \
+    warm_up
 from ._save import MODEL_FILTER, SaveActions
 from ._settings import RunSettings
-from ._worker import describe_error, start_engine_run
+from ._worker import describe_error, start_engine_run, start_function
 
 __all__ = ["DFCSegWidget", "SHORTCUTS"]
 
@@ -166,6 +167,8 @@ class DFCSegWidget(SaveActions, QWidget):
         )
         self.reset_choices()
         _view.orient_like_slicer(napari_viewer)
+        self.warm_up_worker = start_function(warm_up, on_returned=lambda _: None,
+                                             on_errored=lambda _: None)
 
     def _add_shortcuts(self):
         # children of the widget with a window context: active anywhere in the
@@ -323,6 +326,9 @@ class DFCSegWidget(SaveActions, QWidget):
     def _on_progress(self, report):
         info = report.info
         stage = info.get("stage")
+        if info.get("region") is not None:
+            self._show_region(self._run["image"], info["region"])
+            self._run["region_shown"] = True
         if stage in STAGE_TEXT:
             self._set_progress(STAGE_TEXT[stage], 0, 0)
             return
@@ -359,7 +365,7 @@ class DFCSegWidget(SaveActions, QWidget):
         image, record = run["image"], run["record"]
         result = output.result
         self.last_result = result
-        if output.region is not None:
+        if output.region is not None and not run.get("region_shown"):
             self._show_region(image, output.region)
         metadata = run_record(output, image_name=image.name, mode=record["mode"],
                               seed=record["seed"], preset=record["preset"],
@@ -388,11 +394,23 @@ class DFCSegWidget(SaveActions, QWidget):
             old.metadata[RUN_KEY] = metadata
             self.viewer.layers.selection.active = old
             return old
-        layer = self.viewer.add_labels(
-            labels, name=f"{image.name} {suffix}", colormap=labels_colormap(),
-            opacity=0.5,  # the anatomy shows through, as in Slicer's Segment Editor
-            **output_layer_kwargs(image),
-        )
+        placement = output_layer_kwargs(image)
+        layer = self.preview.take_layer()
+        if layer is not None:
+            # the preview layer becomes the result: no new layer (and canvas visual) at the end
+            for key in ("scale", "translate", "rotate", "shear", "affine"):
+                setattr(layer, key, placement[key])
+            layer.data = labels
+            layer.metadata.update(placement["metadata"])
+            layer.name = f"{image.name} {suffix}"
+            layer.opacity = 0.5
+            layer.editable = True
+        else:
+            layer = self.viewer.add_labels(
+                labels, name=f"{image.name} {suffix}", colormap=labels_colormap(),
+                opacity=0.5,  # the anatomy shows through, as in Slicer's Segment Editor
+                **placement,
+            )
         layer.metadata[SOURCE_KEY] = image.name
         layer.metadata[RUN_KEY] = metadata
         self.output_layer = layer
@@ -417,12 +435,19 @@ class DFCSegWidget(SaveActions, QWidget):
             layer.contour = 1  # an outline: the result shows through
             layer.metadata[REGION_KEY] = image.name
             self.region_layer = layer
+            if self._run is not None:
+                self._run["region_added"] = layer  # a cancelled run takes it away again
         self.settings.reset_choices()
         self.settings.region.value = layer
 
     def _on_errored(self, exc):
         from napari_dfcseg.errors import Cancelled
 
+        added = (self._run or {}).get("region_added")
+        if added is not None and added in self.viewer.layers:
+            with _view.keep_selection(self.viewer):
+                self.viewer.layers.remove(added)
+            self.settings.region.value = "auto"
         if isinstance(exc, Cancelled):
             self.status.setText("Cancelled: nothing was added.")
             return

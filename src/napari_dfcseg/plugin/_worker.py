@@ -65,8 +65,16 @@ class Progress:
     info: dict = field(default_factory=dict)
 
 
-def _preview_of(report):
-    return {k: report.info[k] for k in ("preview", "preview_index") if k in report.info}
+#: report contents the GUI must see even when newer reports arrive first
+_KEPT = (("preview", "preview_index"), ("region",))
+
+
+def _kept_of(report, kept):
+    """``kept`` updated with the report's preview and region (the newest of each wins)."""
+    for keys in _KEPT:
+        if keys[0] in report.info:
+            kept.update({k: report.info[k] for k in keys if k in report.info})
+    return kept
 
 
 def _relay(call, cancel, preview_slice=None):
@@ -95,12 +103,12 @@ def _relay(call, cancel, preview_slice=None):
         except queue.Empty:
             continue
         # the GUI only shows the newest report: skip a backlog, but keep the
-        # newest label preview among the skipped ones
-        preview = _preview_of(latest)
+        # newest label preview and the automatic region among the skipped ones
+        kept = _kept_of(latest, {})
         while not reports.empty():
             latest = reports.get()
-            preview = _preview_of(latest) or preview
-        latest.info.update(preview)
+            kept = _kept_of(latest, kept)
+        latest.info.update(kept)
         yield latest
     engine.join()
     return Outcome(value=outcome.get("value"), error=outcome.get("error"))
