@@ -12,8 +12,10 @@ from ..io.suffixes import LABEL_SUFFIXES, MODEL_SUFFIXES, SEG_NRRD_SUFFIX, has_s
 
 
 def check_output(output, inputs, *, overwrite, suffixes=LABEL_SUFFIXES, what="OUTPUT"):
-    """Refuse an output that would overwrite an input or any existing file."""
+    """Refuse, before any work, an output that would overwrite an input or that the writers
+    would refuse (the rules are :func:`~napari_dfcseg.io.atomic.check_outputs`')."""
     from ..io import is_label_volume, is_same_file, is_seg_nrrd
+    from ..io.atomic import Output, check_outputs
 
     out = Path(output)
     if not has_suffix(out, suffixes):
@@ -21,17 +23,14 @@ def check_output(output, inputs, *, overwrite, suffixes=LABEL_SUFFIXES, what="OU
     for path in inputs:
         if path is not None and is_same_file(out, path):
             raise InvalidInputError(f"{what} {output} is the input {path}: refusing to overwrite a scan")
-    if out.is_dir():
-        raise InvalidInputError(f"{what} {output} is a folder")
-    if out.exists() and not overwrite:
-        raise InvalidInputError(f"{what} {output} exists: pass --overwrite to replace it")
-    replaceable = is_seg_nrrd if has_suffix(out, (SEG_NRRD_SUFFIX,)) else is_label_volume
-    if out.exists() and suffixes == LABEL_SUFFIXES and not replaceable(out):
-        # the writers refuse it too, but only after the run: say so before the minutes of work
-        raise InvalidInputError(f"{what} {output} exists and is not a label volume: refusing to"
-                                " overwrite it")
-    if not out.parent.exists() and str(out.parent) != "":
-        raise InvalidInputError(f"{what} {output}: folder {out.parent} does not exist")
+    may_replace = None  # a model file: Model.save has its own rule
+    if suffixes == LABEL_SUFFIXES:
+        may_replace = is_seg_nrrd if has_suffix(out, (SEG_NRRD_SUFFIX,)) else is_label_volume
+    try:
+        check_outputs([Output(out, may_replace=may_replace, kind="label volume")],
+                      overwrite=overwrite, error=InvalidInputError)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{what} {exc}") from None
 
 
 def quiet_itk():
