@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import DFCError, InvalidInputError
+from ..errors import InvalidInputError
 
 from ..io.suffixes import LABEL_SUFFIXES, MODEL_SUFFIXES, SEG_NRRD_SUFFIX, has_suffix
 
@@ -41,20 +41,17 @@ def quiet_itk():
 
 
 def read(path, *, series=None, what="INPUT"):
-    """read_volume with the argument's name in the message of plain OS errors."""
+    """read_volume, with the argument's name when the file is missing.
+
+    read_volume's own errors are one-line VolumeIOErrors naming the file
+    (it wraps the reader libraries' exceptions); main() prints them.
+    """
     from ..io import read_volume
 
     quiet_itk()
     if not os.path.exists(path):
         raise InvalidInputError(f"{what} {path}: no such file or folder")
-    try:
-        return read_volume(path, series=series)
-    except DFCError:
-        raise
-    except (OSError, ValueError, RuntimeError, EOFError) as exc:
-        # a reader library's own error (SimpleITK raises RuntimeError): name the file
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InvalidInputError(f"{what} {path}: cannot read it ({first_line})") from None
+    return read_volume(path, series=series)
 
 
 def load_inputs(args, path, *, mask_path=None, scribbles_path=None):
