@@ -1,0 +1,128 @@
+"""What a run does to the viewer: preview of the user's slice, a free event loop, RGB, reference mode."""
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_dfcseg.datasets import head_phantom
+from napari_dfcseg.io import Volume
+from napari_dfcseg.plugin._layers import image_layer_data
+from napari_dfcseg.plugin._settings import REGION_AUTO
+from napari_dfcseg.plugin._widget import DFCSegWidget
+
+
+def _viewer(make_napari_viewer, seed=0, show=False):
+    p = head_phantom(shape=(8, 40, 36), spacing=(3.0, 1.2, 1.2), seed=seed)
+    volume = Volume.from_array(p.image, spacing=p.spacing, modality="MR")
+    viewer = make_napari_viewer(show=show)
+    data, kwargs, _ = image_layer_data(volume, name="head")
+    image = viewer.add_image(data, **kwargs)
+    widget = DFCSegWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    s = widget.settings
+    s.image.value = image
+    s.preset.value = "fast"
+    s.n_channels.value = 8
+    s.device.value = "cpu"
+    s.tissues.value = "3"
+    return viewer, image, widget, p
+
+
+def _wait(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+def test_preview_is_of_the_slice_the_user_looks_at_and_moves_neither_dims_nor_selection(
+        make_napari_viewer, qtbot):
+    viewer, image, widget, _ = _viewer(make_napari_viewer)
+    widget.settings.max_iter.value = 12  # previews at iterations 1 and 10
+    viewer.dims.set_current_step(0, 2)
+    step = tuple(viewer.dims.current_step)
+    viewer.layers.selection.active = image
+    seen = []
+
+    def on_report(report):
+        if report.info.get("preview") is not None:
+            seen.append((report.info["preview_index"], tuple(viewer.dims.current_step),
+                         viewer.layers.selection.active))
+
+    handle = widget.run()
+    handle.worker.yielded.connect(on_report)
+    _wait(qtbot, widget)
+    assert seen, "no preview was shown"
+    assert all(index == 2 for index, _, _ in seen)
+    assert all(s == step for _, s, _ in seen)
+    assert all(active is image for _, _, active in seen)
+    assert tuple(viewer.dims.current_step) == step
+
+
+@pytest.mark.slow
+def test_the_event_loop_keeps_ticking_during_a_run(make_napari_viewer, qtbot):
+    """A generous bound (the machine is shared); benchmarks/gui_latency.py reports the figure."""
+    from qtpy.QtCore import QTimer
+
+    viewer, _, widget, _ = _viewer(make_napari_viewer, show=True)
+    widget.settings.max_iter.value = 30
+    qtbot.waitUntil(lambda: not widget.warm_up_worker.is_running, timeout=120_000)
+    ticks = [time.perf_counter()]
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    widget.run()
+    _wait(qtbot, widget)
+    qtbot.wait(500)
+    timer.stop()
+    gaps = np.diff(ticks) * 1000
+    assert len(gaps) > 20
+    assert np.median(gaps) < 60
+    assert gaps.max() < 4000, f"the GUI froze for {gaps.max():.0f} ms"
+
+
+def test_an_rgb_image_is_segmented_as_one_colour_image(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    rgb = np.zeros((40, 50, 3), np.uint8)
+    rgb[:, :25] = (200, 30, 30)
+    rgb[:, 25:] = (30, 30, 200)
+    rgb[10:30, 10:40, 1] = 180
+    rgb = (rgb + np.random.default_rng(0).integers(0, 20, rgb.shape)).astype(np.uint8)
+    image = viewer.add_image(rgb, name="photo", rgb=True)
+    widget = DFCSegWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    s = widget.settings
+    s.image.value = image
+    s.preset.value = "fast"
+    s.n_channels.value = 8
+    s.max_iter.value = 5
+    s.device.value = "cpu"
+    s.mode.value = "3D"  # a photo is one 2D image whatever the mode says
+    widget.run()
+    _wait(qtbot, widget)
+    out = widget.output_layer
+    assert out.data.shape == (40, 50)
+    assert out.data.min() >= 1  # the whole photo is segmented (no body outline)
+    qtbot.waitUntil(lambda: widget.label_table.table.rowCount() >= 2, timeout=20_000)
+    assert np.isfinite(out.features["mean"]).all()
+
+
+def test_applied_model_leaves_the_air_of_another_scan_at_label_0(make_napari_viewer, qtbot, tmp_path):
+    viewer, image, widget, p = _viewer(make_napari_viewer)
+    widget.settings.max_iter.value = 5
+    widget.run()
+    _wait(qtbot, widget)
+    model = widget.save_model(tmp_path / "model.pt")
+    # another scan of the same kind; the Region goes back to Auto for it
+    other = head_phantom(shape=(8, 40, 36), spacing=(3.0, 1.2, 1.2), seed=5)
+    data, kwargs, _ = image_layer_data(Volume.from_array(other.image, spacing=other.spacing,
+                                                         modality="MR"), name="other")
+    second = viewer.add_image(data, **kwargs)
+    widget.settings.image.value = second
+    widget.settings.region.value = REGION_AUTO
+    widget.apply_model(model)
+    _wait(qtbot, widget)
+    [applied] = [layer for layer in viewer.layers if layer.name == "other model labels"]
+    body = viewer.layers["other body"].data > 0
+    assert not applied.data[~body].any()  # no column of air labelled as tissue
+    assert (applied.data[:, :, :2] == 0).all() and (applied.data[:, :2, :] == 0).all()
+    assert (applied.data[other.mask] > 0).mean() > 0.8  # most of the head itself is labelled
