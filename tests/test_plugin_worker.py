@@ -74,3 +74,14 @@ def test_error_messages_are_one_line_and_out_of_memory_gets_advice():
     oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     assert describe_error(oom).startswith("Out of memory")
     assert describe_error(KeyError("x")) == "KeyError: 'x'"
+
+
+def test_messages_name_the_widgets_controls_not_config_fields_or_cli_options():
+    from napari_dfcseg.errors import InvalidInputError
+    from napari_dfcseg.plugin._worker import describe_error
+
+    text = describe_error(InvalidInputError(
+        "DFCConfig.n_clusters = 40: must be None or between 1 and n_channels (32)"))
+    assert text == "Tissues = 40: must be between 1 and Feature maps (32)"
+    assert describe_error(InvalidInputError("--max-iter: must be between 1 and 100000, got 0")) \
+        .startswith("Training steps: must be")

@@ -23,9 +23,6 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
-    QApplication,
-    QColorDialog,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
@@ -48,6 +45,7 @@ from ._label_data import (
     names_of,
     table_text,
 )
+from ._label_actions import LabelDisplayActions
 from ._layers import spacing_of_layer
 from ._worker import describe_error, start_function
 
@@ -65,7 +63,7 @@ _REFRESH_DELAY_MS = 600
 
 
 # ----------------------------------------------------------------------- widget
-class LabelTable(QWidget):
+class LabelTable(LabelDisplayActions, QWidget):
     """Table of the labels of one Labels layer, with merge / islands / relabel actions.
 
     Parameters
@@ -365,74 +363,10 @@ class LabelTable(QWidget):
         row = 0 if row is None else (row + step) % n
         self.table.selectRow(row)
 
-    def _on_double_click(self, row, column):
-        if column == LABEL:
-            label = int(self.table.item(row, LABEL).text())
-            rgb = colour_of(self.layer, label) or (255, 255, 255)
-            chosen = QColorDialog.getColor(QColor(*rgb), self, f"Colour of label {label}")
-            if chosen.isValid():
-                self.set_label_colour(label, (chosen.red(), chosen.green(), chosen.blue()))
-
-    def set_label_colour(self, label, rgb):
-        """Give ``label`` the colour ``rgb`` (0-255) in the layer, keeping its visibility."""
-        self._set_colour(label, rgb=rgb)
-
-    def set_label_visible(self, label, visible):
-        """Show or hide one label of the layer (its colour's alpha)."""
-        self._set_colour(label, visible=visible)
-
-    def _set_colour(self, label, rgb=None, visible=None):
-        from napari.utils.colormaps import DirectLabelColormap
-
-        layer = self.layer
-        if layer is None:
-            return
-        old = layer.colormap
-        table = dict(getattr(old, "color_dict", {}) or {})
-        if not table:  # a cyclic colormap: freeze the colours the labels have now
-            table = {None: (0.0, 0.0, 0.0, 0.0), 0: (0.0, 0.0, 0.0, 0.0)}
-            for value in layer.features.get("index", []):
-                table[int(value)] = layer.get_color(int(value))
-        current = np.asarray(table.get(label, layer.get_color(label)), dtype=float)
-        colour = current.copy() if rgb is None else np.array([*(np.asarray(rgb) / 255.0), 1.0])
-        alpha = (1.0 if visible else 0.0) if visible is not None else current[3]
-        colour[3] = alpha
-        table[label] = colour
-        layer.colormap = DirectLabelColormap(color_dict=table)
-        self._fill(layer)
-
     def selected_labels(self):
         """Label values of the selected rows, in selection order."""
         rows = sorted({index.row() for index in self.table.selectedIndexes()})
         return [int(self.table.item(r, LABEL).text()) for r in rows]
-
-    # ------------------------------------------------------------ export
-    def copy_to_clipboard(self):
-        """Put the table on the clipboard, tab-separated (pastes into a spreadsheet)."""
-        layer = self.layer
-        if layer is not None and "voxels" in layer.features:
-            QApplication.clipboard().setText(table_text(layer.features, sep="\t"))
-
-    def export_csv(self, path=None):
-        """Write the table as CSV; returns the path (None if cancelled or nothing to write)."""
-        from pathlib import Path
-
-        layer = self.layer
-        if layer is None or "voxels" not in layer.features:
-            self._on_error_text("There is no label table to export: run a segmentation first")
-            return None
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export label table",
-                                                  f"{layer.name}.csv", "CSV (*.csv)")
-            if not path:
-                return None
-        path = Path(path)
-        try:
-            path.write_text(table_text(layer.features), encoding="utf-8")
-        except OSError as exc:
-            self._on_error_text(f"{path}: could not write the table ({exc.strerror or exc})")
-            return None
-        return path
 
     # ------------------------------------------------------------- edits
     def merge_selected(self):

@@ -179,12 +179,35 @@ def describe_error(exc):
     from napari_dfcseg.errors import DFCError
 
     if isinstance(exc, DFCError):
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return _in_widget_words(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
     text = str(exc)
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
         return (
-            "Out of memory: try 2D slice-wise mode, fewer feature channels, "
-            "a mask, or the CPU device"
+            "Out of memory: try 2D slice-wise mode, fewer feature maps (Advanced), "
+            "a smaller Region, or the CPU device"
         )
     first = text.splitlines()[0] if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _in_widget_words(message):
+    """A message that names a config field or a CLI option, with the widget's label instead.
+
+    ``DFCConfig.n_clusters = 40: must be ... n_channels (32)`` becomes
+    ``Tissues = 40: must be ... Feature maps (32)``.
+    """
+    import re
+
+    from napari_dfcseg.engine.parameters import PARAMETERS
+
+    labels = {name: row.label for name, row in PARAMETERS.items()}
+    labels["n_clusters"] = "Tissues"
+
+    def field(match):
+        name = match.group(1).replace("-", "_")
+        return labels.get(name, match.group(0))
+
+    message = re.sub(r"DFCConfig\.([a-z_0-9]+)", field, message).replace("be None or ", "be ")
+    message = re.sub(r"--([a-z][a-z0-9-]*)", field, message)
+    return re.sub(r"\b(" + "|".join(map(re.escape, labels)) + r")\b",
+                  lambda m: labels[m.group(1)], message)
