@@ -148,7 +148,9 @@ def test_save_refuses_a_non_model_file_and_without_overwrite_any_file(model, tmp
 
 
 def test_a_symlink_planted_at_the_old_temporary_name_is_not_followed(model, tmp_path):
-    from napari_dfcseg.cli._files import save_model
+    import threading
+
+    from napari_dfcseg.cli._files import commit
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
@@ -156,7 +158,7 @@ def test_a_symlink_planted_at_the_old_temporary_name_is_not_followed(model, tmp_
     target.parent.mkdir()
     # the name the CLI used to write through: .{name}.partial-{pid}{suffixes}
     (target.parent / f".model.pt.partial-{os.getpid()}.pt").symlink_to(victim)
-    save_model(model, target)
+    commit([model.output(target)], overwrite=False, cancel=threading.Event())  # as dfcseg train does
     assert victim.read_text() == "precious"
     assert load_model(target).n_labels == model.n_labels
 

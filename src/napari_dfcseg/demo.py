@@ -18,8 +18,12 @@ import numpy as np
 __all__ = ["run_demo", "write_overview"]
 
 
+#: the files run_demo writes in its folder (the label volumes also get .labels.txt and .ctbl)
+DEMO_FILES = ("phantom.nii.gz", "phantom_truth.nii.gz", "phantom_labels.nii.gz", "overview.png")
+
+
 def run_demo(outdir, *, shape=(40, 112, 96), config="fast", seed=0, device="auto",
-             progress=None, cancel=None):
+             progress=None, cancel=None, overwrite=True):
     """Generate, segment, score and write the head phantom.
 
     Parameters
@@ -36,6 +40,9 @@ def run_demo(outdir, *, shape=(40, 112, 96), config="fast", seed=0, device="auto
         Torch device, as for :func:`napari_dfcseg.segment`.
     progress, cancel
         Passed to :func:`napari_dfcseg.segment`.
+    overwrite : bool
+        Replace the label files of an earlier demo in ``outdir`` (False:
+        refuse any existing one; ``dfcseg demo`` checks all of them first).
 
     Returns
     -------
@@ -64,9 +71,10 @@ def run_demo(outdir, *, shape=(40, 112, 96), config="fast", seed=0, device="auto
     outdir.mkdir(parents=True, exist_ok=True)
     volume = _phantom_volume(phantom)
     written = [_write_image(volume, outdir / "phantom.nii.gz")]
-    written += write_labels(outdir / "phantom_truth.nii.gz", phantom.truth, like=volume,
+    written += write_labels(outdir / "phantom_truth.nii.gz", phantom.truth, like=volume, overwrite=overwrite,
                             names=dict(TISSUES))
-    written += write_labels(outdir / "phantom_labels.nii.gz", labels, like=volume, names=names)
+    written += write_labels(outdir / "phantom_labels.nii.gz", labels, like=volume, names=names,
+                            overwrite=overwrite)
     written.append(write_overview(outdir / "overview.png", phantom, labels))
 
     n_labels = int(np.unique(labels[labels > 0]).size)

@@ -13,6 +13,10 @@ from contextlib import contextmanager
 EXIT_CANCELLED = 130
 #: exit status of bad input or usage (argparse's own convention)
 EXIT_USAGE = 2
+#: exit status after SIGTERM (128 + 15, as a shell reports it)
+EXIT_TERMINATED = 143
+#: seeds are 0..2**32 - 1, the range numpy's legacy seeding and every torch device accept
+MAX_SEED = 2**32 - 1
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -45,6 +49,35 @@ def non_negative_int(text):
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
+
+
+def seed(text):
+    """``--seed``: a whole number 0..2**32 - 1."""
+    value = non_negative_int(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SEED} (2**32 - 1), got {text}")
+    return value
+
+
+def device(text):
+    """``--device``: auto, cpu, or an accelerator this torch build and machine really have."""
+    from ..engine.config import DEVICES
+
+    if text not in DEVICES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(DEVICES)})")
+    if text in ("auto", "cpu"):
+        return text
+    import torch  # only for an explicit accelerator: --help stays fast
+
+    if text == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f"CUDA is not available (torch {torch.__version__}, built for CUDA "
+            f"{torch.version.cuda or 'none'}; no usable GPU found): use --device cpu or auto")
+    if text == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise argparse.ArgumentTypeError(
+            f"MPS (Apple GPU) is not available in torch {torch.__version__} on this machine: "
+            "use --device cpu or auto")
+    return text
 
 
 # --------------------------------------------------------------------------- output
@@ -145,22 +178,71 @@ def run_engine(args, desc, call, cancel):
 # --------------------------------------------------------------------------- Ctrl-C
 
 
-@contextmanager
-def sigint_cancels(event):
-    """While inside, the first Ctrl-C sets ``event`` (the engine then stops at its
-    next iteration and raises Cancelled); a second one interrupts at once."""
+class Terminated(BaseException):
+    """SIGTERM arrived: stop at once (schedulers and ``docker stop`` follow it with SIGKILL)."""
 
-    def handler(signum, frame):
-        if event.is_set():
+
+class _Signals:
+    """What SIGINT / SIGTERM do now, and what arrived while the outputs were being committed."""
+
+    def __init__(self, event):
+        self.event = event
+        self.deferring = False  # set while the outputs are renamed into place, and after
+        self.late = []  # signals that arrived then: the outputs are complete regardless
+
+    def handler(self, signum, frame):
+        if self.deferring:
+            self.late.append(signum)
+            return
+        if signum == signal.SIGTERM:
+            self.event.set()
+            raise Terminated
+        if self.event.is_set():  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
-        event.set()
+        self.event.set()  # the engine stops at its next iteration
 
+
+_active = None
+
+
+@contextmanager
+def signals_cancel(event):
+    """While inside, the first Ctrl-C sets ``event`` (the engine then stops at its next
+    iteration and raises Cancelled); a second one interrupts at once; SIGTERM interrupts at
+    once (:class:`Terminated`).  Yields the state whose ``late`` lists the signals that
+    arrived once the outputs were being committed (:func:`signals_deferred`)."""
+    global _active
+    state = _Signals(event)
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, state.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread (e.g. main() called from a worker)
+        yield state
+        return
+    _active = state
+    try:
+        yield state
+    finally:
+        _active = None
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def signals_deferred():
+    """Inside, SIGINT/SIGTERM are only recorded: the outputs are being put in place.
+
+    If the block fails the signals act again (nothing was committed); if it
+    succeeds they stay recorded until the program ends, so that the exit
+    status says the outputs were written, which they were.
+    """
+    state = _active
+    if state is None:
         yield
         return
+    state.deferring = True
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    except BaseException:
+        state.deferring = False
+        raise
+

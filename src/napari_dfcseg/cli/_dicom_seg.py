@@ -48,11 +48,13 @@ def check_dicom_seg(args, inputs):
 
 
 def write_dicom_seg_output(args, labels, volume, names=None):
-    """Write --dicom-seg if asked; returns the list of files written (empty or one)."""
+    """The --dicom-seg output if asked (empty list or one :class:`~napari_dfcseg.io.atomic.Output`),
+    committed with the run's other outputs by :func:`._files.commit`."""
     if not args.dicom_seg:
         return []
     from ..io.dicom_seg import write_dicom_seg
 
     return [write_dicom_seg(args.dicom_seg, labels, like=volume, source=args.input,
                             series=getattr(args, "series", None), names=names,
-                            segmentation_type=args.dicom_seg_type, overwrite=args.overwrite)]
+                            segmentation_type=args.dicom_seg_type, overwrite=args.overwrite,
+                            stage=True)]

@@ -7,15 +7,17 @@ import os
 from pathlib import Path
 
 from ..errors import InvalidInputError
-
 from ..io.suffixes import LABEL_SUFFIXES, MODEL_SUFFIXES, SEG_NRRD_SUFFIX, has_suffix
+from ._common import signals_deferred
 
 
 def check_output(output, inputs, *, overwrite, suffixes=LABEL_SUFFIXES, what="OUTPUT"):
     """Refuse, before any work, an output that would overwrite an input or that the writers
-    would refuse (the rules are :func:`~napari_dfcseg.io.atomic.check_outputs`')."""
-    from ..io import is_label_volume, is_same_file, is_seg_nrrd
-    from ..io.atomic import Output, check_outputs
+    would refuse: every file it implies (a NIfTI's two colour tables too), each replaced only
+    with ``overwrite`` and only if of its kind, in a folder that takes a new file (the rules
+    are :func:`~napari_dfcseg.io.atomic.check_outputs`')."""
+    from ..io import is_same_file
+    from ..io.atomic import check_outputs
 
     out = Path(output)
     if not has_suffix(out, suffixes):
@@ -23,14 +25,25 @@ def check_output(output, inputs, *, overwrite, suffixes=LABEL_SUFFIXES, what="OU
     for path in inputs:
         if path is not None and is_same_file(out, path):
             raise InvalidInputError(f"{what} {output} is the input {path}: refusing to overwrite a scan")
-    may_replace = None  # a model file: Model.save has its own rule
-    if suffixes == LABEL_SUFFIXES:
-        may_replace = is_seg_nrrd if has_suffix(out, (SEG_NRRD_SUFFIX,)) else is_label_volume
     try:
-        check_outputs([Output(out, may_replace=may_replace, kind="label volume")],
-                      overwrite=overwrite, error=InvalidInputError)
+        check_outputs(planned_outputs(out, suffixes), overwrite=overwrite, error=InvalidInputError)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{what} {exc}") from None
+
+
+def planned_outputs(path, suffixes=LABEL_SUFFIXES):
+    """The files writing ``path`` will create, with the rule for replacing each (no content)."""
+    from ..io import Output, label_outputs
+    from ..io.seg_nrrd import seg_nrrd_outputs
+
+    path = Path(path)
+    if suffixes == MODEL_SUFFIXES:
+        from ..engine.model import is_model_file
+
+        return [Output(path, may_replace=is_model_file, kind="napari-dfcseg model file")]
+    if has_suffix(path, (SEG_NRRD_SUFFIX,)):
+        return seg_nrrd_outputs(path)
+    return label_outputs(path)
 
 
 def quiet_itk():
@@ -40,7 +53,7 @@ def quiet_itk():
     sitk.ProcessObject_SetGlobalWarningDisplay(False)
 
 
-def read(path, *, series=None, what="INPUT"):
+def read(path, *, series=None, volume=None, what="INPUT"):
     """read_volume, with the argument's name when the file is missing.
 
     read_volume's own errors are one-line VolumeIOErrors naming the file
@@ -51,7 +64,7 @@ def read(path, *, series=None, what="INPUT"):
     quiet_itk()
     if not os.path.exists(path):
         raise InvalidInputError(f"{what} {path}: no such file or folder")
-    return read_volume(path, series=series)
+    return read_volume(path, series=series, volume=volume)
 
 
 def load_inputs(args, path, *, mask_path=None, scribbles_path=None):
@@ -62,7 +75,7 @@ def load_inputs(args, path, *, mask_path=None, scribbles_path=None):
     """
     from ..engine.inputs import assemble_inputs
 
-    volume = read(path, series=getattr(args, "series", None))
+    volume = read(path, series=getattr(args, "series", None), volume=getattr(args, "volume", None))
     channels = [read(p, what="--channel").array for p in args.channel]
     mask = None if mask_path is None else read(mask_path, what="--mask").array
     scribbles = None if scribbles_path is None else read(scribbles_path, what="--scribbles").array
@@ -76,20 +89,31 @@ def load_inputs(args, path, *, mask_path=None, scribbles_path=None):
     return volume, inputs
 
 
-def write(output, labels, like, names=None):
-    """Write the labels as ``output`` says: ``.seg.nrrd`` (3D Slicer) or NIfTI + colour tables."""
-    from ..io import write_labels, write_seg_nrrd
+def label_files(output, labels, like, names=None):
+    """The outputs that hold the labels, as ``output`` says: ``.seg.nrrd`` (3D Slicer) or
+    NIfTI + its ITK-SNAP and Slicer colour tables; to be committed by :func:`commit`."""
+    from ..io import label_outputs
+    from ..io.seg_nrrd import seg_nrrd_outputs
 
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
     if has_suffix(output, (SEG_NRRD_SUFFIX,)):
-        # check_output has already refused an existing file unless --overwrite was given
-        return [write_seg_nrrd(output, labels, like=like, names=names, overwrite=True)]
-    return write_labels(output, labels, like=like, names=names)
+        return seg_nrrd_outputs(output, labels, like=like, names=names)
+    return label_outputs(output, labels, like, names)
 
 
-def save_model(model, path, *, overwrite=False):
-    """``model.save``: atomic (mkstemp in the target folder, fsync, rename), never clobbering."""
-    return model.save(path, overwrite=overwrite)
+def commit(outputs, *, overwrite, cancel):
+    """Write every output of the run to temporary files, then put them all in place.
+
+    A Ctrl-C or SIGTERM before the commit leaves nothing (the temporary files
+    are removed); during and after it the signal is deferred, as the outputs
+    are then complete (:func:`~._common.signals_deferred`).  Returns the paths.
+    """
+    from ..engine.result import check_cancel
+    from ..io import stage_outputs
+
+    with stage_outputs(outputs, overwrite=overwrite) as staged:
+        with signals_deferred():
+            check_cancel(cancel)  # a first Ctrl-C during the writing: stop, nothing written
+            return staged.commit()
 
 
 def label_summary(labels):

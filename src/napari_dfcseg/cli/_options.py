@@ -13,6 +13,7 @@ import argparse
 from ..engine.config import DEVICES, MODES, PRESETS
 from ..engine.parameters import USER_PARAMETERS
 from ..errors import DFCError, InvalidInputError
+from ._common import device, positive_int, seed
 from ._machine_progress import PROGRESS_MODES
 
 
@@ -33,8 +34,7 @@ def add_engine_options(p, *, scribbles=True):
                        help="label volume on the same grid with user scribbles (0 = none)")
     p.add_argument("--channel", nargs="+", default=[], metavar="EXTRA_INPUT",
                    help="co-registered volumes stacked as extra channels (e.g. T2, FLAIR)")
-    p.add_argument("--series", default=None, metavar="UID",
-                   help="DICOM SeriesInstanceUID to read when a folder holds several")
+    add_input_choice_options(p)
     add_parameter_options(p)
     add_run_options(p)
 
@@ -58,9 +58,12 @@ def _argument_type(row):
 
 
 def add_run_options(p):
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="torch device (default auto: cuda, then mps, then cpu)")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="random seed, 0..2**32-1 (default 0); the same seed gives the same labels "
+                        "on the same device, thread count and versions (docs/cli.md)")
+    p.add_argument("--device", type=device, default="auto", metavar="{" + ",".join(DEVICES) + "}",
+                   help="torch device (default auto: cuda, then mps, then cpu); cuda and mps are "
+                        "checked to be usable before anything runs")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.add_argument("--progress", choices=PROGRESS_MODES, default="bar",
                    help="bar: a progress bar on stderr when it is a terminal (default); json: one "
@@ -69,9 +72,21 @@ def add_run_options(p):
                         "<filter-progress> lines; none: no progress")
 
 
+def add_input_choice_options(p):
+    """--series and --volume: which series of a DICOM folder, which volume of a 4D scan."""
+    p.add_argument("--series", default=None, metavar="N|UID",
+                   help="DICOM: the series to read when a folder holds several (or multi-frame "
+                        "files): its number in 'dfcseg info' (1-based) or its SeriesInstanceUID")
+    p.add_argument("--volume", type=positive_int, default=None, metavar="N",
+                   help="4D scan (fMRI, DWI, multi-echo; NIfTI/NRRD time axis or DICOM series with "
+                        "repeated positions): read its N-th volume (1-based; fslroi's index N-1)")
+
+
 def add_output_options(p):
     p.add_argument("--overwrite", action="store_true",
-                   help="replace OUTPUT if it exists and is a label volume (never a scan or an input)")
+                   help="replace existing outputs (OUTPUT with its .labels.txt and .ctbl, "
+                        "--save-model, --dicom-seg), each only if it is a file of that kind "
+                        "(never a scan or an input); without it any existing one is refused")
 
 
 def user_choices(args):

@@ -23,6 +23,9 @@ def register(sub):
     p.add_argument("--shape", type=positive_int, nargs=3, default=(40, 112, 96),
                    metavar=("Z", "Y", "X"), help="phantom size in voxels (default 40 112 96)")
     add_run_options(p)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier demo in OUTDIR (without it, any existing "
+                        "one is refused)")
     p.set_defaults(handler=run_demo)
 
 
@@ -30,12 +33,25 @@ def run_demo(args, cancel):
     """Segment the synthetic head phantom, score it, write NIfTI files and a PNG."""
     from ..demo import run_demo as demo
 
+    from ..demo import DEMO_FILES
+    from ..errors import VolumeIOError
+    from ..io import Output, check_outputs, label_outputs
+
     outdir = Path(args.outdir)
     if outdir.exists() and not outdir.is_dir():
         raise InvalidInputError(f"OUTDIR {outdir} exists and is not a folder")
+    if outdir.is_dir():  # before the minute of work: never replace a file without --overwrite
+        planned = []
+        for name in DEMO_FILES:
+            planned += label_outputs(outdir / name) if "labels" in name or "truth" in name \
+                else [Output(outdir / name)]
+        try:
+            check_outputs(planned, overwrite=args.overwrite)
+        except VolumeIOError as exc:
+            raise InvalidInputError(f"OUTDIR: {exc}") from None
     config = config_from_args(args)
     report = run_engine(args, "demo", lambda progress: demo(
         outdir, shape=tuple(args.shape), config=config, seed=args.seed, device=args.device,
-        progress=progress, cancel=cancel), cancel)
+        progress=progress, cancel=cancel, overwrite=args.overwrite), cancel)
     say(args, report)
     return 0

@@ -6,13 +6,14 @@ import os
 
 from ..errors import InvalidInputError
 from ._files import quiet_itk, read
+from ._options import add_input_choice_options
 
 
 def register(sub):
     """Add ``info`` to the sub-parsers ``sub``."""
     p = sub.add_parser("info", help="shape, spacing, orientation and series of a scan")
     p.add_argument("input", metavar="INPUT", help="scan file or DICOM folder")
-    p.add_argument("--series", default=None, metavar="UID", help="DICOM series to describe")
+    add_input_choice_options(p)
     p.set_defaults(handler=run_info)
 
 
@@ -58,9 +59,10 @@ def run_info(args, cancel):
         if series:  # (none: read below says why, as one error line)
             print(f"{path}: {len(series)} DICOM series")
         for s in series:
-            print(f"  series {s.uid}  {s.modality or '?'}  {s.n_slices} slices"
+            size = f"{s.n_slices} frames in 1 file" if s.multiframe else f"{s.n_slices} slices"
+            print(f"  {s.number}: series {s.uid}  {s.modality or '?'}  {size}"
                   f"  {s.description or ''}".rstrip())
-    volume = read(path, series=args.series)
+    volume = read(path, series=args.series, volume=args.volume)
     shape = tuple(volume.array.shape)
     spacing = ", ".join(f"{s:g}" for s in volume.spacing)
     origin = ", ".join(f"{o:.2f}" for o in volume.origin)

@@ -8,9 +8,9 @@ from ..errors import InvalidInputError
 from ..engine.result import check_cancel
 from ._common import run_engine, say
 from ._dicom_seg import add_dicom_seg_options, check_dicom_seg, write_dicom_seg_output
-from ._files import MODEL_SUFFIXES, check_output, label_summary, load_inputs, save_model, write
-from ._options import (add_engine_options, add_output_options, add_parameter_options, add_run_options,
-                       config_from_args)
+from ._files import MODEL_SUFFIXES, check_output, commit, label_files, label_summary, load_inputs
+from ._options import (add_engine_options, add_input_choice_options, add_output_options,
+                       add_parameter_options, add_run_options, config_from_args)
 
 
 def register(sub):
@@ -27,7 +27,7 @@ def register(sub):
     p.add_argument("input", metavar="INPUT", help="scan to label")
     p.add_argument("output", metavar="OUTPUT", help="label volume to write (.nii, .nii.gz or .seg.nrrd)")
     p.add_argument("--mask", default=None, metavar="PATH", help="only label voxels > 0")
-    p.add_argument("--series", default=None, metavar="UID", help="DICOM series to read")
+    add_input_choice_options(p)
     p.add_argument("--channel", nargs="+", default=[], metavar="EXTRA_INPUT",
                    help="extra channels, as when the model was trained")
     add_parameter_options(p, names=("min_size",))
@@ -53,7 +53,7 @@ def run_train(args, cancel):
     model = run_engine(args, "train", lambda progress: train_model(
         inputs, mode=args.mode, config=config, seed=args.seed, device=args.device,
         progress=progress, cancel=cancel), cancel)
-    save_model(model, args.model)
+    commit([model.output(args.model)], overwrite=args.overwrite, cancel=cancel)
     say(args, f"trained on {len(inputs)} scan(s); wrote {args.model}")
     return 0
 
@@ -76,7 +76,7 @@ def run_apply(args, cancel):
         result = result.relabel(min_size=args.min_size)
     labels = result.labels
     check_cancel(cancel)
-    written = write(args.output, labels, volume)
-    written += write_dicom_seg_output(args, labels, volume)
+    outputs = label_files(args.output, labels, volume) + write_dicom_seg_output(args, labels, volume)
+    written = commit(outputs, overwrite=args.overwrite, cancel=cancel)
     say(args, f"{label_summary(labels)} labels; wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -6,7 +6,7 @@ from ..errors import InvalidInputError
 from ..engine.result import check_cancel
 from ._common import run_engine, say
 from ._dicom_seg import add_dicom_seg_options, check_dicom_seg, write_dicom_seg_output
-from ._files import MODEL_SUFFIXES, check_output, label_summary, load_inputs, save_model, write
+from ._files import MODEL_SUFFIXES, check_output, commit, label_files, label_summary, load_inputs
 from ._options import add_engine_options, add_output_options, config_from_args
 
 
@@ -43,11 +43,12 @@ def run_segment(args, cancel):
     result = run_engine(args, "segment", lambda progress: segment(
         inputs, mode=args.mode, config=config, seed=args.seed, device=args.device,
         progress=progress, cancel=cancel), cancel)
-    written = write(args.output, result.labels, volume)
-    written += write_dicom_seg_output(args, result.labels, volume)
+    # labels, their tables, the DICOM SEG and the model: all complete, then all in place
+    outputs = label_files(args.output, result.labels, volume)
+    outputs += write_dicom_seg_output(args, result.labels, volume)
     if args.save_model:
-        save_model(result.model, args.save_model)
-        written = [*written, args.save_model]
+        outputs.append(result.model.output(args.save_model))
+    written = commit(outputs, overwrite=args.overwrite, cancel=cancel)
     stopped = getattr(result, "stopped_by", "")
     say(args, f"{label_summary(result.labels)} labels after {result.n_iterations} iterations"
               f"{f' (stopped by {stopped})' if stopped else ''};"

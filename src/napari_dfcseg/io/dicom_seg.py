@@ -168,7 +168,7 @@ def _segment_descriptions(ids, names, hd, codes, version):
 
 
 def write_dicom_seg(path, labels, like, source, *, series=None, names=None, segmentation_type="binary",
-                    overwrite=False):
+                    overwrite=False, stage=False):
     """Save ``labels`` as a DICOM SEG referencing the DICOM series ``source``.
 
     Parameters
@@ -190,6 +190,9 @@ def write_dicom_seg(path, labels, like, source, *, series=None, names=None, segm
         Segmentation Storage (BINARY, default) or Label Map Segmentation Storage.
     overwrite : bool
         Replace ``path`` if it exists and is itself a DICOM SEG.
+    stage : bool
+        Return the file as an :class:`~napari_dfcseg.io.atomic.Output` instead
+        of writing it, to be committed with a run's other outputs.
 
     Returns
     -------
@@ -254,4 +257,6 @@ def write_dicom_seg(path, labels, like, source, *, series=None, names=None, segm
             seg.save_as(stream)
 
     output.write = write
+    if stage:  # the CLI commits it together with the run's other outputs
+        return output
     return write_outputs([output], overwrite=overwrite)[0]
