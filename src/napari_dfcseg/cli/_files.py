@@ -116,6 +116,14 @@ def commit(outputs, *, overwrite, cancel):
             return staged.commit()
 
 
+def save_model(model, path, *, overwrite=False, cancel=None):
+    """The model file alone, written and committed as every output is (:func:`commit`)."""
+    import threading
+
+    return commit([model.output(path)], overwrite=overwrite,
+                  cancel=threading.Event() if cancel is None else cancel)[0]
+
+
 def label_summary(labels):
     """The number of labels > 0 in ``labels``."""
     import numpy as np
