@@ -88,11 +88,12 @@ def _scan(paths):
     """Screen ``paths`` with pydicom (:func:`.dicom_scan.scan_file`)."""
     headers, damaged = [], []
     for path in paths:
+        if not looks_like_dicom_name(path):  # text, pictures, NIfTI...: never parsed as DICOM
+            continue
         try:
             header = scan_file(path)
         except NotDicom:
-            if looks_like_dicom_name(path):
-                damaged.append((str(path), "not DICOM", uid_of_damaged_file(path)))
+            damaged.append((str(path), "not DICOM", uid_of_damaged_file(path)))
             continue
         except VolumeIOError as err:
             damaged.append((str(path), str(err), uid_of_damaged_file(path)))
