@@ -44,7 +44,7 @@ def main():
     import torch
 
     from napari_dfcseg.batch import read_manifest, run_batch, set_torch_threads, SequentialExecutor
-    from napari_dfcseg.batch_cluster import DaskExecutor, machine_cores
+    from napari_dfcseg.batch.cluster import DaskExecutor, machine_cores
     from napari_dfcseg.datasets import head_phantom
     from napari_dfcseg.engine.config import resolve_config
     from napari_dfcseg.engine.pipeline import train_model

@@ -259,7 +259,7 @@ def test_slurm_job_script_books_the_cores_and_retires_workers_before_the_walltim
     pytest.importorskip("dask_jobqueue")
     from dask_jobqueue import SLURMCluster
 
-    from napari_dfcseg.batch_cluster import slurm_cluster_kwargs, walltime_seconds
+    from napari_dfcseg.batch.cluster import slurm_cluster_kwargs, walltime_seconds
 
     kwargs = slurm_cluster_kwargs(cores=8, memory="32GB", walltime="01:30:00", queue="cpu",
                                   account="lab42", directives=["--constraint=avx2"],
@@ -285,7 +285,7 @@ def test_slurm_job_script_books_the_cores_and_retires_workers_before_the_walltim
 @pytest.mark.parametrize("text, seconds", [("02:00:00", 7200), ("1-00:00:00", 86400),
                                            ("90", 5400), ("00:45", 2700)])
 def test_walltime_forms(text, seconds):
-    from napari_dfcseg.batch_cluster import walltime_seconds
+    from napari_dfcseg.batch.cluster import walltime_seconds
 
     assert walltime_seconds(text) == seconds
 
@@ -311,7 +311,7 @@ def events(client, since=0.0):
 def test_dask_cohort_broken_once_never_retried_and_rerun_does_nothing(cohort, cluster, tmp_path):
     from distributed import Client
 
-    from napari_dfcseg.batch_cluster import DaskExecutor
+    from napari_dfcseg.batch.cluster import DaskExecutor
 
     manifest = four_with_one_broken(cohort, tmp_path)
     out = tmp_path / "out"
@@ -326,6 +326,10 @@ def test_dask_cohort_broken_once_never_retried_and_rerun_does_nothing(cohort, cl
     assert seen.count(("start", broken)) == 1  # a bad input is not retried
     assert sorted(row for e, row in seen if e == "written") == [r.index for r in rows if r.index != broken]
     assert {r["worker"] for r in report.done} <= set(cluster.scheduler_info["workers"])
+    loads = {}
+    for r in sorted(report.done, key=lambda r: r["row"]):
+        loads.setdefault(r["pid"], set()).add(r["model_loads"])
+    assert all(len(n) == 1 for n in loads.values())  # each process loaded the model once
     before, start = snapshot(out), time.time()
     with DaskExecutor(address=cluster.scheduler_address) as ex:
         again = run_batch(cohort.model, rows, out, executor=ex)
@@ -342,7 +346,7 @@ def test_worker_killed_mid_run_every_good_row_done_exactly_once(tmp_path, cluste
     import torch
     from distributed import Client
 
-    from napari_dfcseg.batch_cluster import DaskExecutor
+    from napari_dfcseg.batch.cluster import DaskExecutor
     from napari_dfcseg.engine.config import resolve_config
     from napari_dfcseg.engine.pipeline import train_model
 
@@ -403,8 +407,13 @@ def test_cli_batch_on_its_own_local_cluster_with_json_progress(cohort, tmp_path)
     assert [ln for ln in result.stderr.splitlines() if ln.startswith("dfcseg:")] == \
         [f"dfcseg: bad-input: {cohort.root}/broken.nii.gz: cannot read the NIfTI header:"
          f" File {cohort.root}/broken.nii.gz is not a gzip file"]
-    workers = {r["worker"] for r in ledger_lines(out)}
+    records = ledger_lines(out)
+    workers = {r["worker"] for r in records}
     assert len(workers) == 2 and all(w.startswith("tcp://") for w in workers)
+    from napari_dfcseg.batch.cluster import machine_cores
+
+    # each worker's torch gets its share of the cores
+    assert {r["torch_threads"] for r in records if r["status"] == "ok"} == {max(1, machine_cores() // 2)}
     assert len(list(out.glob("s*.nii.gz"))) == 3
 
 
@@ -436,3 +445,17 @@ def test_ctrl_c_keeps_finished_rows_and_writes_nothing_partial(cohort, tmp_path,
     result = run_cli("batch", cohort.model, manifest, out, *where)
     assert result.returncode == 0, result.stderr
     assert sorted(r["row"] for r in ledger_lines(out)) == list(range(40))
+
+
+@pytest.mark.slow
+def test_train_first_trains_on_the_first_rows_then_labels_all(cohort, tmp_path):
+    manifest = write_manifest(tmp_path / "m.csv", [
+        f"{cohort.root}/scan{i}.nii.gz,{cohort.root}/mask{i}.nii.gz,s{i}.nii.gz" for i in (0, 1, 2)])
+    model, out = tmp_path / "new_model.pt", tmp_path / "out"
+    result = run_cli("batch", model, manifest, out, "--train-first", "1", "--preset", "fast",
+                     "--max-iter", "5", "--sequential")
+    assert result.returncode == 0, result.stderr
+    assert model.is_file() and "trained on 1 scan(s)" in result.stdout
+    assert sorted(p.name for p in out.glob("s*.nii.gz")) == ["s0.nii.gz", "s1.nii.gz", "s2.nii.gz"]
+    missing = run_cli("batch", tmp_path / "none.pt", manifest, out)
+    assert missing.returncode == 2 and "--train-first" in missing.stderr

@@ -124,7 +124,7 @@ def _progress_kind(args):
 
 def _executor(args, n_rows):
     from ..batch import SequentialExecutor
-    from ..batch_cluster import dask_available
+    from ..batch.cluster import dask_available
 
     chosen = [name for name, on in (("--sequential", args.sequential), ("--scheduler", args.scheduler),
                                     ("--slurm", args.slurm)) if on]
@@ -138,7 +138,7 @@ def _executor(args, n_rows):
         return SequentialExecutor()
     if not dask_available():
         raise InvalidInputError(f"{chosen[0]} needs Dask: pip install 'napari-dfcseg[cluster]'")
-    from ..batch_cluster import DaskExecutor, slurm_cluster_kwargs
+    from ..batch.cluster import DaskExecutor, slurm_cluster_kwargs
 
     slurm = None
     if args.slurm:

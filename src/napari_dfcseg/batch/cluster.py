@@ -17,8 +17,8 @@ import re
 import time
 import uuid
 
-from .batch import apply_one, set_torch_threads
-from .errors import Cancelled, InvalidInputError
+from ..errors import Cancelled, InvalidInputError
+from .worker import apply_one, set_torch_threads
 
 __all__ = ["DaskExecutor", "dask_available", "machine_cores", "slurm_cluster_kwargs",
            "walltime_seconds"]
@@ -27,6 +27,11 @@ __all__ = ["DaskExecutor", "dask_available", "machine_cores", "slurm_cluster_kwa
 CANCEL_POLL_S = 0.5
 #: how long a cancelled batch waits for running rows to stop before dropping them
 CANCEL_GRACE_S = 30.0
+#: Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's
+#: adaptive mmap threshold: every large torch tensor is then a fresh mmap + page faults.
+#: Measured here: a 40x192x160 row took 6.6 s instead of 4.3 s (1.5x). Our local workers
+#: do not get it (a value the user exported is still inherited).
+_KEEP_ADAPTIVE_MALLOC = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 def dask_available():
@@ -175,6 +180,7 @@ class DaskExecutor:
         self.cluster = self.client = None
 
     def __enter__(self):
+        import dask
         from distributed import Client, LocalCluster
 
         threads = self.torch_threads
@@ -195,8 +201,9 @@ class DaskExecutor:
             threads = threads or max(1, cores // n)
             # processes: torch and the readers hold the GIL; one Dask thread each: one scan at a
             # time; worker logs silenced: each row's error is in the ledger and on one stderr line
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=":0", silence_logs=logging.CRITICAL)
+            with dask.config.set(_KEEP_ADAPTIVE_MALLOC):
+                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                            dashboard_address=":0", silence_logs=logging.CRITICAL)
             self.client = Client(self.cluster)
         local = not self.address and self.slurm is None
         self.client.register_plugin(_worker_plugin(threads, ignore_sigint=local))
