@@ -30,8 +30,11 @@ def engine_config(preset, *, max_iter=None, quick=False, **overrides):
 
 
 def run_engine(image, *, mode, spacing, mask=None, scribbles=None, config="default", seed=0,
-               device="cpu", channel_axis=None):
+               device="cpu", channel_axis=None, progress=None):
     """Run :func:`napari_dfcseg.segment` and time it.
+
+    ``progress`` (optional) is called with the engine's progress arguments
+    after the time stamp of each call is taken.
 
     Returns
     -------
@@ -45,13 +48,15 @@ def run_engine(image, *, mode, spacing, mask=None, scribbles=None, config="defau
 
     stamps = []
 
-    def progress(i, n, info=None):
+    def stamp(i, n, info=None):
         # called once per training iteration (and by later stages, which are not timed here)
         if info is None or info.get("stage", "train") == "train":
             stamps.append(time.perf_counter())
+        if progress is not None:
+            progress(i, n, info)
 
     kwargs = dict(mode=mode, spacing=spacing, mask=mask, scribbles=scribbles, config=config,
-                  seed=seed, device=device, progress=progress)
+                  seed=seed, device=device, progress=stamp)
     if channel_axis is not None:
         kwargs["channel_axis"] = channel_axis
     start = time.perf_counter()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .common import RESULTS, load_results, machine_info, save_results
 
-PARTS = ("quality", "real", "speed", "e2e", "scaling", "figures")
+PARTS = ("quality", "real", "speed", "e2e", "ct", "scaling", "figures")
 
 
 def _items(text):
@@ -172,6 +172,14 @@ def main(argv=None):
         runs = end_to_end_mni(crop=16 if args.quick else None, max_iter=3 if args.quick else None,
                               quick=args.quick, device=args.device)
         save_results("end_to_end", stamp({"runs": runs}), folder=args.results)
+    if "ct" in args.parts:
+        from .speed import end_to_end_ct
+
+        print("== speed: end to end on CT, default settings")
+        names = ("ct-abdomen-3mm",) if args.quick else ("ct-abdomen-3mm", "ct-512x512x20",
+                                                       "ct-512x512x300")
+        runs = end_to_end_ct(names=names, quick=args.quick, device=args.device)
+        save_results("end_to_end_ct", stamp({"runs": runs}), folder=args.results)
     if "scaling" in args.parts:
         from .speed import scaling
 

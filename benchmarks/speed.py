@@ -25,18 +25,27 @@ CACHE = Path(tempfile.gettempdir()) / "dfcseg-bench-cache"
 
 def per_iteration(*, image_name="101027.jpg", n_iter=20, warmup=3, crop=None, device="cpu",
                   log=print):
-    """Median time per training iteration: the original loop vs the engine's paper preset.
+    """Time per training iteration: the original loop vs the engine's paper preset, interleaved.
 
-    Both train on the whole 321×481 RGB image for exactly ``n_iter``
-    iterations (stop rules off: the original's by flag, the engine's by
-    ``min_iter = max_iter``; the engine's 2D crop is widened to the whole
-    image so that both see the same pixels). The first ``warmup`` iterations
-    are dropped. The two runs alternate (original, engine, original, engine)
-    so that a change in machine load hits both. ``crop`` (quick runs): use
-    only the top-left ``crop × crop`` pixels.
+    Both train on the whole 321×481 RGB image (the engine's 2D crop is
+    widened to the whole image and its stop rule is off, ``min_iter =
+    max_iter``, so both do the same work each iteration). The two loops run
+    in one process, one iteration each in turn: the engine's progress
+    callback, called after every engine iteration, runs one iteration of the
+    original. A change in machine load therefore hits both alike, which
+    matters on a shared machine. Recorded per iteration: wall time and the
+    process's CPU time (all threads; less sensitive to other jobs than wall
+    time). The first ``warmup`` iterations of each are dropped. The original
+    runs with glibc's default allocator settings, as published (the engine
+    keeps freed memory for reuse while it trains,
+    :func:`napari_dfcseg.engine.device.reuse_freed_memory`). ``crop`` (quick
+    runs): use only the top-left ``crop × crop`` pixels.
     """
+    import os
+    import time
+
     from .engine_runner import engine_config, run_engine
-    from .original_dfc import original_dfc, read_bgr
+    from .original_dfc import OriginalDFC, read_bgr
 
     im = read_bgr(PAPER_SAMPLES / image_name)
     if crop is not None:
@@ -46,24 +55,82 @@ def per_iteration(*, image_name="101027.jpg", n_iter=20, warmup=3, crop=None, de
     # previews off: the original shows nothing during training either
     config = engine_config("paper", max_iter=total, min_iter=total,
                            crop_size=max(im.shape[:2]), preview_every=10 * total)
-    original_times, engine_times = [], []
-    for rep in range(2):
-        _, t = original_dfc(im, max_iter=total, stop_rule=False, seed=rep, device=device)
-        original_times += t[warmup:]
-        _, info = run_engine(rgb, mode="2d", spacing=(1.0, 1.0), channel_axis=-1, config=config,
-                             seed=rep, device=device)
-        # the progress callback is called once per iteration: its intervals are iteration times
-        engine_times += info["iteration_times_s"][warmup:]
-        log(f"  rep {rep}: original {np.median(t[warmup:]):.3f} s/it, "
-            f"engine {np.median(info['iteration_times_s'][warmup:]):.3f} s/it")
-    original = float(np.median(original_times))
-    engine = float(np.median(engine_times))
-    return {"image": image_name, "shape": list(im.shape), "n_iter": n_iter, "warmup": warmup,
-            "repeats": 2, "device": device,
-            "original_s_per_it": original, "engine_s_per_it": engine,
-            "original_summary": summarise(original_times),
-            "engine_summary": summarise(engine_times),
-            "ratio": engine / original}
+    original = OriginalDFC(im, seed=0, device=device)
+    times = {"original": [], "engine": [], "original_cpu": [], "engine_cpu": []}
+    sync = _synchronizer(device)
+    mark = {}
+
+    def now():
+        sync()
+        return time.perf_counter(), time.process_time()
+
+    def progress(i, n, info=None):
+        if info is not None and info.get("stage", "train") != "train":
+            return
+        wall, cpu = now()
+        if "wall" in mark:  # the engine's iteration ends here
+            times["engine"].append(wall - mark["wall"])
+            times["engine_cpu"].append(cpu - mark["cpu"])
+        with _default_allocator():
+            w0, c0 = now()
+            original.step()
+            w1, c1 = now()
+        times["original"].append(w1 - w0)
+        times["original_cpu"].append(c1 - c0)
+        mark["wall"], mark["cpu"] = now()
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    _, info = run_engine(rgb, mode="2d", spacing=(1.0, 1.0), channel_axis=-1, config=config,
+                         seed=0, device=device, progress=progress)
+    # the engine's first interval starts after the original's first iteration
+    kept = {k: v[warmup:] for k, v in times.items()}
+    out = {"image": image_name, "shape": list(im.shape), "n_iter": n_iter, "warmup": warmup,
+           "interleaved": True, "device": device, "load_average_1min_start": load,
+           "load_average_1min_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    for k in ("original", "engine"):
+        out[f"{k}_s_per_it"] = float(np.median(kept[k]))
+        out[f"{k}_cpu_s_per_it"] = float(np.median(kept[f"{k}_cpu"]))
+        out[f"{k}_summary"] = summarise(kept[k])
+    out["ratio"] = out["engine_s_per_it"] / out["original_s_per_it"]
+    out["ratio_cpu"] = out["engine_cpu_s_per_it"] / out["original_cpu_s_per_it"]
+    # per-pair ratios: each engine iteration against the original's next to it
+    pairs = np.array(kept["engine"]) / np.array(kept["original"][:len(kept["engine"])])
+    out["ratio_pairs_median"] = float(np.median(pairs))
+    log(f"  original {out['original_s_per_it']:.3f} s/it (CPU {out['original_cpu_s_per_it']:.3f}), "
+        f"engine {out['engine_s_per_it']:.3f} s/it (CPU {out['engine_cpu_s_per_it']:.3f}); "
+        f"ratio {out['ratio']:.3f} (CPU {out['ratio_cpu']:.3f}, pairs {out['ratio_pairs_median']:.3f})")
+    return out
+
+
+def _synchronizer(device):
+    if str(device).startswith("cuda"):
+        import torch
+
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def _default_allocator():
+    """glibc's default malloc settings for the original's iterations, inside the engine's run."""
+    from contextlib import contextmanager
+
+    from napari_dfcseg.engine import device as engine_device
+
+    @contextmanager
+    def swap():
+        libc = engine_device._glibc()
+        if libc is None or engine_device._allocator_users == 0:
+            yield
+            return
+        for param, value in engine_device._GLIBC_DEFAULTS.items():
+            libc.mallopt(param, value)
+        try:
+            yield
+        finally:
+            libc.mallopt(engine_device._M_MMAP_MAX, 0)
+            libc.mallopt(engine_device._M_TRIM_THRESHOLD, 1 << 30)
+
+    return swap()
 
 
 def run_worker(volume_path, mode, *, preset="default", max_iter=None, seed=0, device="cpu",
@@ -138,4 +205,58 @@ def scaling(*, quick=False, modes=("2d", "3d"), preset="default", device="cpu", 
             log(f"  {tuple(shape)} {mode}: {r['wall_s']:.1f} s, {r['n_iterations']} it "
                 f"(cap {cap}), peak RSS {r['peak_rss_mib']:.0f} MiB")
             runs.append(r)
+    return runs
+
+
+#: CT end-to-end cases: name → (slices, rows, columns) and the nominal spacing (mm);
+#: None keeps the public scan's own grid
+CT_CASES = {
+    "ct-abdomen-3mm": (None, None),
+    "ct-512x512x20": ((20, 512, 512), (3.0, 0.7, 0.7)),
+    "ct-512x512x300": ((300, 512, 512), (1.0, 0.7, 0.7)),
+}
+REAL = ROOT.parent / "shared" / "data" / "real"
+
+
+def _ct_volume(name):
+    """The public abdominal CT, or it resampled (linear) to a clinical 512×512 grid.
+
+    The resampled volumes are real anatomy at a typical clinical matrix size
+    (the public file is small), for timing only.
+    """
+    path = CACHE / f"{name}.npz"
+    if path.is_file():
+        return path
+    from napari_dfcseg.io import read_volume
+
+    vol = read_volume(REAL / "ct-abdomen-3mm" / "ct.nii.gz")
+    image, spacing = np.asarray(vol.array), tuple(float(s) for s in vol.spacing)
+    shape, nominal = CT_CASES[name]
+    if shape is not None:
+        from scipy.ndimage import zoom
+
+        image = zoom(image.astype(np.float32), [n / s for n, s in zip(shape, image.shape)],
+                     order=1)
+        spacing = nominal
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, image=image.astype(np.int16), spacing=np.asarray(spacing))
+    return path
+
+
+def end_to_end_ct(*, names=("ct-abdomen-3mm", "ct-512x512x20"), mode="2d", preset="default",
+                  quick=False, device="cpu", log=print):
+    """Default settings on CT, as a user runs them (no mask): wall, CPU and system time, peak RSS.
+
+    One fresh process per run (:mod:`benchmarks.worker`); the 512×512 cases
+    are the public CT resampled (:func:`_ct_volume`).
+    """
+    runs = []
+    for name in names:
+        r = run_worker(_ct_volume(name), mode, preset=preset, device=device, quick=quick,
+                       max_iter=3 if quick else None)
+        r["case"] = name
+        log(f"  {name} {tuple(r['shape'])} {mode}: {r['wall_s']:.1f} s wall, user "
+            f"{r['user_s']:.1f} s, system {r['system_s']:.1f} s, {r['n_iterations']} it, "
+            f"peak RSS {r['peak_rss_mib']:.0f} MiB")
+        runs.append(r)
     return runs

@@ -26,13 +26,9 @@ import numpy as np
 
 
 def _patch(args):
-    import torch
-    import torch.nn.functional as F
-
     import napari_dfcseg.engine.inference as inference
-    import napari_dfcseg.engine.pipeline as pipeline
     import napari_dfcseg.engine.labelling as labelling
-    import napari_dfcseg.engine.training as training
+    import napari_dfcseg.engine.pipeline as pipeline
 
     if args.merge == "intensity":  # merge clusters by mean input intensity, not mean response
         original = labelling.cluster_label_map
@@ -43,15 +39,10 @@ def _patch(args):
         pipeline.cluster_label_map = by_intensity
     if args.linkage == "centroid":
         labelling._ward_merge = functools.partial(labelling._ward_merge, size_weighted=False)
-    if args.balanced > 0:  # class-balanced similarity loss: weight_c = count_c ** -power
-        def balanced(r, target, valid):
-            logits = r.movedim(1, -1)[valid].float()
-            t = target[valid]
-            counts = torch.bincount(t, minlength=logits.shape[-1]).float()
-            w = torch.where(counts > 0, counts.clamp(min=1) ** -args.balanced, torch.zeros_like(counts))
-            return F.cross_entropy(logits, t, weight=w)
-
-        training.similarity_loss = balanced
+    if args.balanced > 0:  # the experiment patched the separate similarity term, gone since
+        # training computes the whole loss in one fused pass (engine/losses.dfc_loss)
+        raise SystemExit("--balanced is no longer supported: training uses the fused "
+                         "engine.losses.dfc_loss; run this experiment on a commit before it")
     if args.restrict and args.scribbles:  # label = argmax over the scribbled classes' channels only
         forward = inference._forward
         n_classes = 3

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .device import autocast
+from .device import autocast, reuse_freed_memory
 from .labelling import RawLabels
 from .result import check_cancel
 from .sampling import stack_regions, with_halo
@@ -35,8 +35,14 @@ class _StopForward(Exception):
     pass
 
 
+#: most bytes of one layer's activations over the evaluation set that the one-pass
+#: recalibration keeps in memory; beyond it each layer is recomputed from the input
+RECALIBRATION_MEMORY = 512 * 2**20
+
+
 @torch.no_grad()
-def recalibrate_batchnorm(net, volumes, regions, mode, device, *, batch_size=4, cancel=None):
+def recalibrate_batchnorm(net, volumes, regions, mode, device, *, batch_size=4, cancel=None,
+                          return_labels=False, memory_limit=RECALIBRATION_MEMORY):
     """Set every BatchNorm's running statistics to the exact statistics of ``regions``.
 
     Layer by layer, in forward order: the statistics of layer ``l``'s input
@@ -44,23 +50,35 @@ def recalibrate_batchnorm(net, volumes, regions, mode, device, *, batch_size=4, 
     BatchNorm), so the network in eval mode normalises each layer as if the
     whole evaluation set had been one training batch.
 
+    When one layer's activations over all of ``regions`` fit in
+    ``memory_limit`` bytes, the set goes through the network once, layer by
+    layer, keeping those activations (one forward pass in all); otherwise
+    each layer's statistics come from a forward pass stopped at that layer.
+
     ``regions`` is a list of ``(volume_index, region)``; same-size regions
     of a volume are stacked into batches of ``batch_size``.
+
+    Returns
+    -------
+    ids : flat int64 ndarray or None
+        With ``return_labels``: the eval-mode cluster ids of the regions'
+        valid voxels after recalibration (as :func:`region_labels`).
     """
     net.eval()
+    batches = list(_batches(volumes, regions, mode, batch_size, volume_halo(net)))
+    voxels = sum(int(np.prod(x.shape[2:])) * x.shape[0] for x, _, _, _ in batches)
+    if voxels * net.n_channels * 4 <= memory_limit:
+        return _recalibrate_in_one_pass(net, batches, device, cancel, return_labels)
     for bn in net.batchnorms:
-        acc = {"sum": 0.0, "sq": 0.0, "n": 0}
+        stats = _MomentSums()
 
         def hook(module, inputs):
-            a = inputs[0].float().transpose(0, 1).reshape(inputs[0].shape[1], -1).double()
-            acc["sum"] = acc["sum"] + a.sum(1)
-            acc["sq"] = acc["sq"] + (a * a).sum(1)
-            acc["n"] += a.shape[1]
+            stats.add(inputs[0])
             raise _StopForward  # later layers are not needed for this one
 
         handle = bn.register_forward_pre_hook(hook)
         try:
-            for x, _, _, _ in _batches(volumes, regions, mode, batch_size, volume_halo(net)):
+            for x, _, _, _ in batches:
                 check_cancel(cancel)
                 try:
                     _forward(net, x, device)
@@ -68,10 +86,57 @@ def recalibrate_batchnorm(net, volumes, regions, mode, device, *, batch_size=4, 
                     pass
         finally:
             handle.remove()
-        mean = acc["sum"] / acc["n"]
-        var = (acc["sq"] / acc["n"] - mean * mean).clamp_min(0.0)
-        bn.running_mean.copy_(mean.to(bn.running_mean))
-        bn.running_var.copy_(var.to(bn.running_var))
+        stats.store(bn)
+    if return_labels:
+        return region_labels(net, volumes, regions, mode, device, batch_size=batch_size,
+                             cancel=cancel)
+    return None
+
+
+class _MomentSums:
+    """Per-channel mean and biased variance of activations seen in batches (Chan's merge)."""
+
+    def __init__(self):
+        self.n, self.mean, self.m2 = 0, None, None
+
+    def add(self, a):
+        # per batch in float32 (torch's Welford pass), merged in float64: no float64
+        # copy of the activations
+        dims = [d for d in range(a.ndim) if d != 1]
+        var, mean = torch.var_mean(a.float(), dim=dims, correction=0)
+        n = a.numel() // a.shape[1]
+        mean, m2 = mean.double(), var.double() * n
+        if self.mean is None:
+            self.n, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta * delta * (self.n * n / total)
+        self.n = total
+
+    def store(self, bn):
+        bn.running_mean.copy_(self.mean.to(bn.running_mean))
+        bn.running_var.copy_((self.m2 / self.n).clamp_min(0.0).to(bn.running_var))
+
+
+def _recalibrate_in_one_pass(net, batches, device, cancel, return_labels):
+    acts = [torch.from_numpy(np.ascontiguousarray(x)).to(device) for x, _, _, _ in batches]
+    with autocast(device):
+        for f, bn in net.stages():
+            stats = _MomentSums()
+            for i, a in enumerate(acts):
+                check_cancel(cancel)
+                acts[i] = f(a)
+                stats.add(acts[i])
+            stats.store(bn)
+            for i, a in enumerate(acts):
+                acts[i] = bn(a)
+    if not return_labels:
+        return None
+    out = [_crop(a.float(), crop).argmax(1).cpu().numpy()[valid]
+           for a, (_, valid, _, crop) in zip(acts, batches)]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def _batches(volumes, regions, mode, batch_size, halo):
@@ -118,6 +183,7 @@ def _chunks(bbox, size):
 
 
 @torch.no_grad()
+@reuse_freed_memory()
 def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
     """Label every voxel of ``vol``'s mask with its argmax cluster.
 

@@ -2,6 +2,11 @@
 
 All functions take the response map ``r`` of shape (B, p, *spatial) and a
 bool ``valid`` map (B, *spatial) of the voxels that may drive training.
+
+Training calls :func:`dfc_loss`, which computes the whole loss and its
+gradient in one pass over cache-sized slabs of ``r``; the separate terms
+(:func:`similarity_loss`, :func:`continuity_loss`, :func:`scribble_loss`)
+are the readable definition it is tested against.
 """
 
 from __future__ import annotations
@@ -9,7 +14,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["similarity_loss", "continuity_loss", "scribble_loss", "axis_weights"]
+__all__ = ["dfc_loss", "similarity_loss", "continuity_loss", "scribble_loss", "axis_weights"]
+
+#: float32 elements of ``r`` per slab of :func:`dfc_loss` on CPU: a slab's temporaries stay
+#: in a core's L2 cache (2 MiB), which measured ~5x faster than whole-tensor autograd; on a
+#: GPU the slabs are large (fewer kernel launches)
+SLAB_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 26}
 
 
 def axis_weights(spacing, spacing_aware=True):
@@ -66,3 +76,136 @@ def scribble_loss(r, scribbles, valid):
     if logits.shape[0] == 0:
         return r.sum() * 0.0
     return F.cross_entropy(logits.float(), (scribbles[where] - 1).long())
+
+
+def dfc_loss(r, valid, weights, *, w_similarity=1.0, w_continuity=1.0, scribbles=None,
+             w_scribble=0.0, anchor=None, slab_elements=None):
+    """The training loss and the clusters seen, with its gradient computed in the same pass.
+
+    Equal to ``w_similarity · similarity_loss(r, target, unlabelled) +
+    w_scribble · scribble_loss(r, scribbles, valid) + w_continuity ·
+    continuity_loss(r, valid, weights)`` (``unlabelled = valid`` without
+    scribbles), where ``target`` is the argmax of ``r`` or, with ``anchor``,
+    the anchored self-label of :func:`.prior.anchored_target`. Autograd over
+    those terms materialises a dozen full-size temporaries (masked copies,
+    float32 casts, differences, their backward); here ``r`` is walked in
+    slabs along its first spatial axis, each slab cast to float32 once, and
+    the gradient is written straight into one buffer of ``r``'s dtype.
+
+    Parameters
+    ----------
+    r : (B, p, *spatial) tensor
+        Responses (any float dtype; channels-last layouts are read in place).
+    valid : (B, *spatial) bool tensor
+    weights : list of float
+        Per-axis continuity weights (:func:`axis_weights`); the last
+        ``len(spatial)`` are used.
+    scribbles : (B, *spatial) int tensor or None
+        0 = unlabelled; class s ≥ 1 is trained towards channel s - 1.
+    anchor : (B, *spatial, k) float32 tensor or None
+        ``mixture_weight`` × the intensity log-likelihood of the first ``k``
+        channels (:func:`.prior.intensity_loglik`, channels last).
+    slab_elements : int or None
+        Elements of ``r`` per slab; None: :data:`SLAB_ELEMENTS` of the device.
+
+    Returns
+    -------
+    loss : scalar float32 tensor
+        Differentiable with respect to ``r``.
+    counts : (p,) int64 tensor
+        Valid voxels whose argmax is each channel (the clusters the batch shows).
+    """
+    if slab_elements is None:
+        slab_elements = SLAB_ELEMENTS.get(r.device.type, SLAB_ELEMENTS["cuda"])
+    return _DFCLoss.apply(r, valid, tuple(float(w) for w in weights), float(w_similarity),
+                          float(w_continuity), scribbles, float(w_scribble), anchor,
+                          int(slab_elements))
+
+
+class _DFCLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, r, valid, weights, w_sim, w_con, scribbles, w_scr, anchor, slab_elements):
+        p = r.shape[1]
+        spatial = tuple(r.shape[2:])
+        rl = r.detach().movedim(1, -1)  # (B, *spatial, p): a view, contiguous if channels-last
+        grad = torch.empty(rl.shape, dtype=r.dtype, device=r.device)
+        counts = torch.zeros(p, dtype=torch.int64, device=r.device)
+        total = torch.zeros((), dtype=torch.float64, device=r.device)
+        # per-voxel cross-entropy weight: the similarity term averages over the unlabelled
+        # valid voxels, the scribble term over the scribbled ones
+        if scribbles is not None:
+            scribbled = valid & (scribbles > 0)
+            unlabelled = valid & ~scribbled
+            ce_weight = (unlabelled * (w_sim / max(int(unlabelled.sum()), 1))
+                         + scribbled * (w_scr / max(int(scribbled.sum()), 1))).float()
+        else:
+            scribbled = None
+            ce_weight = valid * (w_sim / max(int(valid.sum()), 1))
+            ce_weight = ce_weight.float()
+        # continuity: per axis, weight / (valid pairs × channels), as continuity_loss
+        coef = []
+        for a, w in enumerate(weights[-len(spatial):]):
+            n = spatial[a]
+            pairs = (int((valid.narrow(1 + a, 1, n - 1) & valid.narrow(1 + a, 0, n - 1)).sum())
+                     if w and n > 1 else 0)
+            coef.append(w_con * w / (pairs * p) if pairs else 0.0)
+
+        n0 = spatial[0]
+        step = max(1, slab_elements // max(1, rl[:, :1].numel()))
+        carry = None  # continuity gradient of the pair that straddles two slabs
+        for h0 in range(0, n0, step):
+            h1 = min(n0, h0 + step)
+            n = h1 - h0
+            z = rl[:, h0:min(n0, h1 + 1)].float()  # the slab plus the next row
+            v = valid[:, h0:min(n0, h1 + 1)]
+            zc, vc = z[:, :n], v[:, :n]
+            seen = zc.argmax(-1)
+            counts += torch.bincount(seen[vc], minlength=p)
+            logp = torch.log_softmax(zc, -1)
+            if anchor is not None:
+                k = anchor.shape[-1]
+                target = (logp[..., :k] + anchor[:, h0:h1]).argmax(-1)
+            else:
+                target = seen
+            if scribbled is not None:
+                target = torch.where(scribbled[:, h0:h1], scribbles[:, h0:h1].long() - 1, target)
+            target = target.unsqueeze(-1)
+            wc = ce_weight[:, h0:h1].unsqueeze(-1)
+            total -= (logp.gather(-1, target) * wc).sum(dtype=torch.float64)
+            g = logp.exp_()  # softmax: d CE / d r = softmax - one-hot
+            g.scatter_add_(-1, target, torch.full(target.shape, -1.0, device=g.device))
+            g.mul_(wc)
+            if carry is not None:
+                g[:, 0] += carry
+                carry = None
+            if coef[0] and z.shape[1] > 1:
+                # pair k joins rows h0 + k and h0 + k + 1; the last may reach into the next slab
+                d = z[:, 1:] - z[:, :-1]
+                pm = (v[:, 1:] & v[:, :-1]).unsqueeze(-1)
+                total += (d.abs() * pm).sum(dtype=torch.float64) * coef[0]
+                s = d.sign_().mul_(pm).mul_(coef[0])
+                m = s.shape[1]
+                g[:, :m] -= s
+                g[:, 1:] += s[:, :n - 1]
+                if m == n:
+                    carry = s[:, n - 1]
+            for a in range(1, len(spatial)):
+                if not coef[a]:
+                    continue
+                m = spatial[a]
+                d = zc.narrow(1 + a, 1, m - 1) - zc.narrow(1 + a, 0, m - 1)
+                pm = (vc.narrow(1 + a, 1, m - 1) & vc.narrow(1 + a, 0, m - 1)).unsqueeze(-1)
+                total += (d.abs() * pm).sum(dtype=torch.float64) * coef[a]
+                s = d.sign_().mul_(pm).mul_(coef[a])
+                g.narrow(1 + a, 1, m - 1).add_(s)
+                g.narrow(1 + a, 0, m - 1).sub_(s)
+            grad[:, h0:h1] = g
+        ctx.save_for_backward(grad)
+        ctx.mark_non_differentiable(counts)
+        return total.float(), counts
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_counts):
+        (grad,) = ctx.saved_tensors
+        g = grad.movedim(-1, 1)
+        return g * grad_loss.to(g.dtype), None, None, None, None, None, None, None, None

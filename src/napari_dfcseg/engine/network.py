@@ -70,6 +70,7 @@ class DFCNet(nn.Module):
         conv = {2: nn.Conv2d, 3: nn.Conv3d}[dims]
         norm = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[dims]
         self.dims = dims
+        self.n_channels = int(n_channels)
         self.kernel_shape = (tuple(int(k) for k in kernel) if isinstance(kernel, (tuple, list))
                              else (int(kernel),) * dims)
         if len(self.kernel_shape) != dims:
@@ -98,8 +99,22 @@ class DFCNet(nn.Module):
         """Every BatchNorm layer, in forward order (for recalibration)."""
         return [*self.norms, self.head_norm]
 
+    def stages(self):
+        """The network as ``(f, norm)`` pairs: stage ``i`` maps ``x`` to ``norm(f(x))``.
+
+        ``forward`` is their composition; BatchNorm recalibration walks them
+        one at a time (it needs each norm's input).
+        """
+        def first(x, conv=self.convs[0]):
+            return torch.relu(conv(x.contiguous(memory_format=self._memory_format)))
+
+        out = [(first, self.norms[0])]
+        for conv, norm in zip(self.convs[1:], self.norms[1:]):
+            out.append((lambda x, conv=conv: torch.relu(conv(x)), norm))
+        out.append((self.head, self.head_norm))
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=self._memory_format)
-        for conv, norm in zip(self.convs, self.norms):
-            x = norm(torch.relu(conv(x)))
-        return self.head_norm(self.head(x))
+        for f, norm in self.stages():
+            x = norm(f(x))
+        return x

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["fit_gaussian_mixture", "fit_intensity_mixture", "scribble_mixture", "intensity_prior",
-           "anchored_target"]
+           "anchored_target", "intensity_loglik"]
 
 _MAX_SAMPLES = 200_000
 
@@ -209,12 +209,23 @@ def anchored_target(r, x, mixture, weight):
     """
     import torch
 
+    loglik = intensity_loglik(x, mixture)
+    belief = torch.log_softmax(r.float(), 1)[:, :loglik.shape[1]]
+    return (belief + weight * loglik).argmax(1)
+
+
+def intensity_loglik(x, mixture):
+    """``log(π_k N(x; μ_k, σ_k²))`` of every voxel of ``x`` (B, c, ...): a (B, k, ...) tensor.
+
+    The intensity term of :func:`anchored_target` (the training loss takes it
+    separately, :func:`~napari_dfcseg.engine.losses.dfc_loss`).
+    """
+    import torch
+
     means, variances, weights = mixture
     k = means.shape[0]
     shape = (1, k, means.shape[1]) + (1,) * (x.ndim - 2)
     d = x.unsqueeze(1).float() - means.reshape(shape)
     var = variances.reshape(shape)
-    loglik = (torch.log(weights).reshape((1, k) + (1,) * (x.ndim - 2))
-              - 0.5 * (torch.log(2 * torch.pi * var) + d * d / var).sum(2))
-    belief = torch.log_softmax(r.float(), 1)[:, :k]
-    return (belief + weight * loglik).argmax(1)
+    return (torch.log(weights).reshape((1, k) + (1,) * (x.ndim - 2))
+            - 0.5 * (torch.log(2 * torch.pi * var) + d * d / var).sum(2))

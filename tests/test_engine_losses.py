@@ -1,0 +1,81 @@
+"""The fused training loss equals the readable definition of the paper's terms, value and gradient."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_dfcseg.engine.losses import (continuity_loss, dfc_loss, scribble_loss,  # noqa: E402
+                                         similarity_loss)
+from napari_dfcseg.engine.prior import anchored_target, intensity_loglik  # noqa: E402
+
+
+def _reference(r, valid, weights, w_con, scribbles=None, w_scr=0.0, anchor=None):
+    target = r.argmax(1)
+    if anchor is not None:
+        x, mixture, weight = anchor
+        target = anchored_target(r.detach(), x, mixture, weight)
+    if scribbles is not None:
+        unlabelled = valid & (scribbles == 0)
+        loss = similarity_loss(r, target, unlabelled) + w_scr * scribble_loss(r, scribbles, valid)
+    else:
+        loss = similarity_loss(r, target, valid)
+    return loss + w_con * continuity_loss(r, valid, weights)
+
+
+def _case(shape, dtype, channels_last, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = torch.randn(shape, generator=g).to(dtype)
+    if channels_last:
+        r = r.contiguous(memory_format=torch.channels_last)
+    valid = torch.rand((shape[0],) + shape[2:], generator=g) > 0.2
+    return r, valid
+
+
+@pytest.mark.parametrize("shape, dtype, channels_last, slab", [
+    ((2, 7, 13, 11), torch.float32, True, 1),      # one row per slab: every pair straddles
+    ((2, 7, 13, 11), torch.float32, False, 50),     # several rows per slab, strided layout
+    ((1, 5, 9, 10), torch.float32, True, 10**6),    # one slab
+    ((2, 6, 4, 6, 5), torch.float32, False, 30),    # 3D patch
+    ((2, 7, 13, 11), torch.bfloat16, True, 40),     # the CPU training dtype
+])
+def test_fused_loss_equals_the_separate_terms(shape, dtype, channels_last, slab):
+    r, valid = _case(shape, dtype, channels_last)
+    weights = [0.5, 1.0, 0.8][-len(shape[2:]):]
+    a = r.clone().requires_grad_()
+    ref = _reference(a, valid, weights, 0.7)
+    ref.backward()
+    b = r.clone().requires_grad_()
+    loss, counts = dfc_loss(b, valid, weights, w_continuity=0.7, slab_elements=slab)
+    loss.backward()
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert loss.item() == pytest.approx(ref.item(), rel=tol)
+    scale = a.grad.float().abs().max().item()
+    assert (b.grad.float() - a.grad.float()).abs().max().item() <= tol * scale
+    assert torch.equal(counts, torch.bincount(r.argmax(1)[valid], minlength=shape[1]))
+
+
+def test_fused_loss_with_scribbles_and_anchor_equals_the_separate_terms():
+    r, valid = _case((2, 6, 12, 9), torch.float32, True, seed=3)
+    g = torch.Generator().manual_seed(4)
+    scribbles = torch.randint(0, 4, valid.shape, generator=g) * (torch.rand(valid.shape, generator=g) > 0.8)
+    x = torch.rand(2, 1, 12, 9, generator=g)
+    mixture = (torch.tensor([[0.2], [0.5], [0.8]]), torch.full((3, 1), 0.01), torch.full((3,), 1 / 3))
+    a = r.clone().requires_grad_()
+    ref = _reference(a, valid, [1.0, 1.0], 1.0, scribbles=scribbles, w_scr=2.0,
+                     anchor=(x, mixture, 0.5))
+    ref.backward()
+    b = r.clone().requires_grad_()
+    anchor = (0.5 * intensity_loglik(x, mixture)).movedim(1, -1).contiguous()
+    loss, _ = dfc_loss(b, valid, [1.0, 1.0], scribbles=scribbles, w_scribble=2.0, anchor=anchor,
+                       slab_elements=60)
+    loss.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert torch.allclose(b.grad, a.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_fused_loss_on_no_valid_voxel_is_zero_with_zero_gradient():
+    r = torch.randn(1, 4, 5, 6, requires_grad=True)
+    loss, counts = dfc_loss(r, torch.zeros(1, 5, 6, dtype=torch.bool), [1.0, 1.0])
+    loss.backward()
+    assert loss.item() == 0.0 and counts.sum().item() == 0
+    assert r.grad.abs().max().item() == 0.0

@@ -1,0 +1,91 @@
+"""Training internals: one-pass BatchNorm recalibration, the screened eval stop rule, the allocator."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_dfcseg import DFCConfig, segment  # noqa: E402
+from napari_dfcseg.datasets import head_phantom  # noqa: E402
+from napari_dfcseg.engine.device import reuse_freed_memory  # noqa: E402
+from napari_dfcseg.engine.inference import recalibrate_batchnorm, region_labels  # noqa: E402
+from napari_dfcseg.engine.network import DFCNet  # noqa: E402
+from napari_dfcseg.engine.sampling import TrainingVolume, evaluation_regions  # noqa: E402
+
+SMALL = dataclasses.replace(DFCConfig.preset("default"), n_channels=32, max_iter=8, min_iter=4,
+                            batch_slices=2, eval_slices=4, eval_every=2)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return head_phantom(shape=(10, 40, 36), spacing=(2.5, 1.0, 1.0), noise=0.05, bias=0.2)
+
+
+def _trained_like_net(mode, seed=0):
+    """A network with non-trivial weights and BatchNorm statistics far from the data's."""
+    torch.manual_seed(seed)
+    net = DFCNet(1, 8, 2, 3, 2 if mode == "2d" else 3)
+    with torch.no_grad():
+        for bn in net.batchnorms:
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.uniform_(-0.5, 0.5)
+    return net
+
+
+@pytest.mark.parametrize("mode", ["2d", "3d"])
+def test_one_pass_recalibration_equals_layer_by_layer_passes(phantom, mode):
+    x = ((phantom.image - phantom.image.mean()) / phantom.image.std()).astype(np.float32)[None]
+    vol = TrainingVolume(x, phantom.mask, None, phantom.spacing)
+    cfg = dataclasses.replace(SMALL, patch_size=(6, 16, 16))
+    regions = evaluation_regions([vol], mode, cfg)
+    one, layered = _trained_like_net(mode), _trained_like_net(mode)
+    ids = recalibrate_batchnorm(one, [vol], regions, mode, torch.device("cpu"), batch_size=2,
+                                return_labels=True)
+    recalibrate_batchnorm(layered, [vol], regions, mode, torch.device("cpu"), batch_size=2,
+                          memory_limit=0)  # forces one forward per layer
+    for a, b in zip(one.batchnorms, layered.batchnorms):
+        assert torch.allclose(a.running_mean, b.running_mean, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(a.running_var, b.running_var, rtol=1e-4, atol=1e-6)
+    # and the labels it returns are those of the recalibrated network
+    assert np.array_equal(ids, region_labels(one, [vol], regions, mode, torch.device("cpu"),
+                                             batch_size=2))
+    assert np.mean(ids == region_labels(layered, [vol], regions, mode, torch.device("cpu"),
+                                        batch_size=2)) > 0.999
+
+
+def test_eval_stop_rule_with_min_labels_1_labels_the_eval_set_only_near_a_collapse(phantom,
+                                                                                   monkeypatch):
+    from napari_dfcseg.engine import training
+
+    calls = []
+    real = training.recalibrate_batchnorm
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("return_labels", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "recalibrate_batchnorm", counting)
+    r = segment(phantom.image, spacing=phantom.spacing, mask=phantom.mask, config=SMALL)
+    # the anchored three tissues never come near one label: no check ran, and BatchNorm
+    # was recalibrated once, at the end
+    assert r.n_iterations == SMALL.max_iter and r.stopped_by == "max_iter"
+    assert calls == [False]
+    # a rule that fires (at most 12 labels, near the batch's count): checks run when due
+    # (from min_iter on, every eval_every) and the run stops at the first
+    calls.clear()
+    strict = dataclasses.replace(SMALL, min_labels=12)
+    r = segment(phantom.image, spacing=phantom.spacing, mask=phantom.mask, config=strict)
+    assert r.stopped_by == "min_labels" and r.n_iterations < strict.max_iter
+    assert r.n_labels_history[-1] <= 12
+    due = (r.n_iterations - strict.min_iter) // strict.eval_every + 1
+    assert all(calls) and 1 <= len(calls) <= due  # the last check recalibrated: none after
+
+
+def test_freed_memory_setting_is_nested_and_restored():
+    with reuse_freed_memory():
+        with reuse_freed_memory():
+            a = torch.ones(3000, 3000)  # 36 MB: above glibc's mmap threshold
+        b = a * 2
+    assert float(b[0, 0]) == 2.0
