@@ -334,3 +334,11 @@ def test_dicom_series_with_repeated_positions_reads_the_volume_asked_for(tmp_pat
     np.testing.assert_array_equal(read_volume(tmp_path / "dyn", volume=1).array, first.hu)
     np.testing.assert_array_equal(read_volume(tmp_path / "dyn", volume=2).array, second.hu)
     assert read_volume(tmp_path / "dyn", volume=2).spacing == pytest.approx(first.spacing)
+
+
+def test_a_damaged_middle_slice_whose_series_is_unknown_leaves_a_gap_error(tmp_path):
+    series = write_dicom_series(tmp_path / "ct", shape=(8, 6, 6))
+    series.files[3].write_bytes(b"\0" * 300)  # unreadable, and no UID left to attribute it
+    with pytest.warns(UserWarning, match=r"slice003.dcm"):
+        with pytest.raises(VolumeIOError, match=r"missing slice.*between slices 3 and 4"):
+            read_volume(series.folder)
