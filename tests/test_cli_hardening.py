@@ -251,3 +251,14 @@ def test_first_ctrl_c_while_writing_stops_before_the_commit(tmp_path):
     with pytest.raises(Cancelled), signals_cancel(cancel):
         commit([Output(tmp_path / "a.bin", write=write_then_ctrl_c)], overwrite=False, cancel=cancel)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs a folder no one can write: /proc")
+def test_unwritable_model_folder_is_refused_before_the_run(scan, tmp_path):
+    # /proc refuses new files even to root: the write probe finds out before any training
+    start = time.monotonic()
+    line = one_error_line(run_cli("segment", scan, tmp_path / "labels.nii.gz", *QUICK,
+                                  "--save-model", "/proc/dfcseg-model.pt"))
+    assert "--save-model /proc: cannot write there" in line
+    assert time.monotonic() - start < 60
+    assert list(tmp_path.iterdir()) == []
