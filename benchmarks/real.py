@@ -350,9 +350,12 @@ def demo_records(*, seeds=DEMO_SEEDS, device="cpu", log=print):
         record["rc"] = rc
         line = next((ln for ln in text.splitlines() if "Dice" in ln), "")
         record["printed"] = line.strip()
-        scores = dict(re.findall(r"([A-Za-z][\w ]*?) (\d\.\d+)", line.split(":", 1)[-1]))
-        record["dice"] = {k.strip(): float(v) for k, v in scores.items()
-                          if k.strip().lower() != "mean"}
+        record["summary"] = [ln.strip() for ln in text.splitlines()
+                             if ln.strip() and not ln.startswith((" ", "wrote", "view"))][:5]
+        # "Dice vs ground truth (...): CSF 0.95, grey matter 0.96; mean 0.95[; worst ...]"
+        per_tissue = line.split(":", 1)[-1].split(";")[0]
+        scores = re.findall(r"([A-Za-z][\w ]*?) (\d\.\d+)", per_tissue)
+        record["dice"] = {k.strip(): float(v) for k, v in scores}
         labels = re.search(r"(\d+) labels", text)
         record["n_labels"] = int(labels.group(1)) if labels else None
         log(f"  demo seed {seed}: {record['printed']}  {record['wall_s']:.1f}s")
