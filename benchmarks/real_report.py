@@ -299,13 +299,20 @@ def real_section(results):
     """
     payload = load_current(results)
     before = load_results("real-before", folder=results)
-    if not payload:
+    only_before = not payload
+    if only_before:
         payload, before = before, None
     if not payload:
         return []
     recs = payload["records"]
     s = payload["settings"]
-    out = ["## Real scans (issue 11)", ""] + [_machine(p) for p in payload.get("parts", [payload])]
+    out = ["## Real scans (issue 11)", ""]
+    if only_before:
+        out += ["**These are the engine's numbers before issue 11's changes** "
+                "(`benchmarks/results/real-before.json`); a run of the current engine "
+                "(`python -m benchmarks.run --only real`) is shown here with them side by side.",
+                ""]
+    out += [_machine(p) for p in payload.get("parts", [payload])]
     out += [f"- engine: `segment(image, spacing=…)`, preset `{s['preset']}`, mode "
             f"`{s['mode']}`, no mask, seeds {s['seeds']}"
             + (f", overrides {s['overrides']}" if s['overrides'] else "")
