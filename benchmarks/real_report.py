@@ -256,7 +256,9 @@ def verdicts(records, today=None):
 def _machine(payload):
     m = payload.get("machine", {})
     s = payload.get("settings", {})
-    return (f"- command: `{payload.get('command', '?')}`; date {m.get('date_utc', '?')}; "
+    return (f"- command: `{payload.get('command', '?')}`"
+            + (f" (engine: {payload['engine_source']})" if payload.get("engine_source") else "")
+            + f"; date {m.get('date_utc', '?')}; "
             f"{m.get('cpu_model', '?')}, {m.get('logical_cores', '?')} logical cores, torch "
             f"{m.get('torch', '?')} ({m.get('torch_threads', '?')} threads); 1-min load average "
             f"{s.get('load_start', '?')} at start, {s.get('load_end', '?')} at the end "

@@ -111,8 +111,11 @@ def main(argv=None):
     contended = args.contended or load > 0.5 * (os.cpu_count() or 1)
 
     def stamp(payload):
+        # DFC_BENCH_ENGINE: where the engine under test came from (e.g. a branch and commit)
+        source = {"engine_source": os.environ["DFC_BENCH_ENGINE"]} \
+            if os.environ.get("DFC_BENCH_ENGINE") else {}
         return {"command": command.strip(), "machine": machine, "contended": contended,
-                "quick": args.quick, **payload}
+                "quick": args.quick, **source, **payload}
 
     started = time.perf_counter()
     print(f"benchmarks → {args.results} ({'quick' if args.quick else 'full'}, {args.device}; "
