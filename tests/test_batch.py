@@ -132,6 +132,7 @@ def test_ledger_ignores_a_line_cut_short_and_appends_on_a_new_line(tmp_path):
 # ------------------------------------------------------------------ sequential
 
 
+@pytest.mark.slow
 def test_cohort_with_a_broken_scan_then_resume(cohort, tmp_path):
     manifest = four_with_one_broken(cohort, tmp_path)
     out = tmp_path / "out"
@@ -171,6 +172,7 @@ def test_cohort_with_a_broken_scan_then_resume(cohort, tmp_path):
         {k: v for k, v in before.items() if not k.startswith(("s2.", "ledger", "volumes"))}
 
 
+@pytest.mark.slow
 def test_fixed_bad_input_is_retried_unchanged_one_is_not(cohort, tmp_path):
     scan = tmp_path / "late.nii.gz"
     scan.write_bytes(b"still copying")
@@ -184,6 +186,7 @@ def test_fixed_bad_input_is_retried_unchanged_one_is_not(cohort, tmp_path):
     assert len(report.done) == 1 and (out / "late_labels.nii.gz").exists()
 
 
+@pytest.mark.slow
 def test_output_of_another_scan_is_never_relabelled(cohort, tmp_path):
     out = tmp_path / "out"
     first = write_manifest(tmp_path / "a.csv", [f"{cohort.root}/scan1.nii.gz,,x.nii.gz"])
@@ -198,6 +201,7 @@ def test_output_of_another_scan_is_never_relabelled(cohort, tmp_path):
     assert len(ledger_lines(out)) == 2  # ...and again without a new line
 
 
+@pytest.mark.slow
 def test_existing_complete_output_is_reused_not_relabelled(cohort, tmp_path):
     manifest = write_manifest(tmp_path / "m.csv", [f"{cohort.root}/scan1.nii.gz,,a.nii.gz"])
     out = tmp_path / "out"
@@ -210,6 +214,7 @@ def test_existing_complete_output_is_reused_not_relabelled(cohort, tmp_path):
     assert (out / "a.nii.gz").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
 def test_output_that_is_not_a_label_volume_is_a_bad_input_and_kept(cohort, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -233,6 +238,7 @@ def test_batch_labels_equal_dfcseg_apply_byte_for_byte(cohort, tmp_path):
     assert (out / "batch.nii.gz").read_bytes() == single.read_bytes()
 
 
+@pytest.mark.slow
 def test_same_label_means_the_same_tissue_in_two_scans(cohort, tmp_path):
     """Reference mode: label k is one tissue in every scan (majority of the truth, inside the brain)."""
     manifest = write_manifest(tmp_path / "m.csv", [

@@ -58,6 +58,7 @@ def test_simulated_scribbles_are_correct_strokes_on_few_slices(small_case):
     assert drawn.sum() < 0.2 * small_case.mask[np.nonzero(drawn)[0]].sum()  # strokes, not fills
 
 
+@pytest.mark.slow
 def test_mni152_ground_truth_and_degradation():
     pytest.importorskip("nilearn")
     from napari_dfcseg.datasets import mni152
@@ -74,6 +75,7 @@ def test_mni152_ground_truth_and_degradation():
     assert 0.04 < sd < 0.06  # BrainWeb's 5 %: relative to the white-matter intensity
 
 
+@pytest.mark.slow
 def test_original_loop_times_fixed_iterations_and_keeps_its_stop_rule():
     pytest.importorskip("torch")
     from benchmarks.common import PAPER_SAMPLES
@@ -112,6 +114,7 @@ def test_quality_records_render_into_a_report(small_case, tmp_path):
     assert (tmp_path / "img" / "bench_mni_reference.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_worker_reports_time_and_peak_memory_of_a_fresh_process(small_case, tmp_path):
     pytest.importorskip("torch")
     from benchmarks.speed import _save_volume, run_worker

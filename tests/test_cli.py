@@ -99,6 +99,7 @@ def test_segment_writes_labels_with_the_input_affine(small_scan, tmp_path):
     assert not list(tmp_path.glob(".*")), "a temporary file was left behind"
 
 
+@pytest.mark.slow
 def test_segment_inside_mask_labels_only_the_mask_quietly(small_scan, tmp_path):
     scan = np.asarray(nib.load(str(small_scan)).dataobj)  # x, y, z
     mask = np.zeros(scan.shape, dtype=np.uint8)
@@ -114,6 +115,7 @@ def test_segment_inside_mask_labels_only_the_mask_quietly(small_scan, tmp_path):
     assert np.all(labels[mask == 1] > 0)
 
 
+@pytest.mark.slow
 def test_segment_replaces_existing_labels_only_with_overwrite(small_scan, tmp_path):
     from napari_dfcseg.io import read_volume, write_labels
 
@@ -331,6 +333,7 @@ def test_orientation_codes_name_where_the_axes_point(direction, codes):
 # ------------------------------------------------------------------ train / apply
 
 
+@pytest.mark.slow
 def test_train_then_apply_to_another_scan(small_scan, tmp_path):
     model = tmp_path / "model.pt"
     result = run_cli("train", model, small_scan, *QUICK)
@@ -376,6 +379,7 @@ def test_demo_writes_phantom_labels_and_overview(tmp_path):
     assert not list(outdir.glob(".partial-*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("anchor, components, weight", [("0", None, None), ("1.5", 3, 1.5)])
 def test_anchor_option_sets_the_intensity_mixture(small_scan, tmp_path, anchor, components, weight):
     out, model = tmp_path / "labels.nii.gz", tmp_path / "model.pt"
