@@ -380,7 +380,8 @@ def test_demo_writes_phantom_labels_and_overview(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("anchor, components, weight", [("0", None, None), ("1.5", 3, 1.5)])
+# with the default n_clusters="auto" the mixture has as many components as the chosen count
+@pytest.mark.parametrize("anchor, components, weight", [("0", None, None), ("1.5", "K", 1.5)])
 def test_anchor_option_sets_the_intensity_mixture(small_scan, tmp_path, anchor, components, weight):
     out, model = tmp_path / "labels.nii.gz", tmp_path / "model.pt"
     result = run_cli("segment", small_scan, out, *QUICK, "--anchor", anchor, "--save-model", model)
@@ -388,7 +389,7 @@ def test_anchor_option_sets_the_intensity_mixture(small_scan, tmp_path, anchor, 
     from napari_dfcseg import load_model
 
     config = load_model(model).config
-    assert config.mixture_components == components
+    assert config.mixture_components == (config.n_clusters if components == "K" else components)
     if weight is not None:
         assert config.mixture_weight == weight
 

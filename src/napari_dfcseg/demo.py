@@ -83,7 +83,12 @@ def run_demo(outdir, *, shape=(40, 112, 96), config="fast", seed=0, device="auto
     lines = [
         f"segmented a {'x'.join(map(str, phantom.image.shape))} head phantom:"
         f" {n_labels} labels after {result.n_iterations} iterations",
-        f"Dice vs ground truth (brain, clusters matched to tissues): {scores}; mean {mean:.3f}",
+        f"no mask given: segmented inside the automatic head mask"
+        f" ({(labels[phantom.truth == 0] == 0).mean():.1%} of the air outside labelled 0)"
+        if result.mask_source == "auto" else f"segmented: {result.mask_source} mask",
+        f"tissues: {result.n_tissues} ({result.tissue_count_reason})",
+        f"Dice vs ground truth (brain, clusters matched to tissues): {scores}; mean {mean:.3f};"
+        f" worst {min(dice.values()):.3f}",
         "wrote:",
         *(f"  {p}" for p in written),
         f"view: napari {outdir / 'phantom.nii.gz'} {outdir / 'phantom_labels.nii.gz'}",

@@ -35,6 +35,9 @@ def add_engine_options(p, *, scribbles=True):
     p.add_argument("--channel", nargs="+", default=[], metavar="EXTRA_INPUT",
                    help="co-registered volumes stacked as extra channels (e.g. T2, FLAIR)")
     add_input_choice_options(p)
+    p.add_argument("--no-auto-mask", dest="auto_mask", action="store_false", default=None,
+                   help="without --mask, segment the whole array (default: inside an automatic "
+                        "body/head mask, air outside the patient labelled 0)")
     add_parameter_options(p)
     add_run_options(p)
 
@@ -110,4 +113,9 @@ def config_from_args(args):
             config = resolve_config(args.preset)  # None: the "default" preset
         except DFCError as exc:
             raise InvalidInputError(f"--preset: {exc}") from None
-    return apply_user_values(config, user_choices(args))
+    config = apply_user_values(config, user_choices(args))
+    if getattr(args, "auto_mask", None) is False:
+        import dataclasses
+
+        config = dataclasses.replace(config, auto_mask=False)
+    return config

@@ -70,10 +70,29 @@ class DFCConfig:
         3D mode: (z, y, x) size of a training patch, clipped to the volume.
     batch_patches : int
         3D mode: patches per mini-batch, centred on random voxels of the mask.
-    n_clusters : int or None
+    n_clusters : int, "auto" or None
         If set, clusters are merged after training down to this many labels
         (Ward agglomeration of the clusters' mean features). Scribbled classes
-        are never merged with each other.
+        are never merged with each other. ``"auto"``: chosen per scan inside
+        the foreground (:func:`~napari_dfcseg.engine.tissue_count.choose_tissue_count`,
+        K in 2-12), and the intensity anchor gets as many components; with
+        scribbles at least the scribbled classes. The resolved number is what
+        a trained model stores.
+    denoise : None or "median"
+        Filter the normalised intensities before the network and the
+        intensity anchor see them (:func:`~napari_dfcseg.engine.normalize.denoise`):
+        a 3-voxel median in-plane, and across slices unless they are thick.
+    scribble_connected : bool
+        A scribbled class keeps only the regions connected to its scribbles;
+        distant regions that merely look alike get the nearest label nobody
+        scribbled (:func:`~napari_dfcseg.engine.scribble_reach.confine_scribbled_classes`).
+        For structures (a tumour, an organ); off for tissues spread everywhere
+        (CSF, grey matter: the ``brain`` preset).
+    auto_mask : bool
+        Without a user mask, segment inside an automatic body / head mask
+        (:func:`~napari_dfcseg.engine.foreground.auto_foreground`): air
+        outside the patient gets label 0 and stays out of the intensity
+        statistics and the training. A user mask always replaces it.
     min_size : int
         Islands (connected components) smaller than this many voxels are
         merged into the label that surrounds them. 0 keeps everything.
@@ -134,7 +153,10 @@ class DFCConfig:
     crop_size: int = 256
     patch_size: tuple = (32, 64, 64)
     batch_patches: int = 2
-    n_clusters: int | None = None
+    n_clusters: int | str | None = None
+    denoise: str | None = None
+    auto_mask: bool = False
+    scribble_connected: bool = False
     min_size: int = 0
     stop_rule: str = "batch"
     eval_every: int = 1
@@ -228,8 +250,15 @@ def _validate(cfg: DFCConfig) -> None:
         bad("min_iter" if cfg.min_iter < 0 else "min_size", "must not be negative")
     if cfg.mixture_components is not None and not (1 <= cfg.mixture_components <= cfg.n_channels):
         bad("mixture_components", f"must be None or between 1 and n_channels ({cfg.n_channels})")
-    if cfg.n_clusters is not None and not (1 <= cfg.n_clusters <= cfg.n_channels):
-        bad("n_clusters", f"must be None or between 1 and n_channels ({cfg.n_channels})")
+    if cfg.n_clusters is not None and cfg.n_clusters != "auto" and not (
+            isinstance(cfg.n_clusters, int) and not isinstance(cfg.n_clusters, bool)
+            and 1 <= cfg.n_clusters <= cfg.n_channels):
+        bad("n_clusters", f"must be None, 'auto' or between 1 and n_channels ({cfg.n_channels})")
+    if cfg.denoise not in (None, "median"):
+        bad("denoise", "must be None or 'median'")
+    for flag in ("auto_mask", "scribble_connected"):
+        if not isinstance(getattr(cfg, flag), bool):
+            bad(flag, "must be True or False")
     if cfg.precision not in PRECISIONS:
         bad("precision", f"must be one of {', '.join(map(repr, PRECISIONS))}")
     if cfg.stop_rule not in ("batch", "eval"):
@@ -250,8 +279,10 @@ def _validate(cfg: DFCConfig) -> None:
 
 
 #: Named presets. ``"paper"``: the published defaults (Kim et al. 2020).
-#: ``"default"``: the measured best on the head phantom and MNI152 (docs/method.md).
+#: ``"default"``: for real scans as they come (unmasked, any modality): an automatic
+#: body / head mask, the tissue count chosen per scan (docs/method.md).
 #: ``"fast"``: half the iterations of ``"default"``, for a quick look.
+#: ``"brain"``: 3 tissues (CSF, grey, white matter), for a skull-stripped brain or a brain mask.
 PRESETS: dict[str, DFCConfig] = {
     "paper": DFCConfig(),
 }
@@ -285,6 +316,16 @@ PRESETS["default"] = dataclasses.replace(
     # 3D: at the 2D weight the continuity term erases CSF (Dice 0.01-0.13); 0.25 keeps it
     w_continuity_3d=0.25,
 )
+# the preset above was measured on brain MR with a brain mask (3 tissues): it stays as "brain"
+PRESETS["brain"] = PRESETS["default"]
+# real scans (issue 11): label 0 = outside the patient without a user mask, and as many
+# classes as the scan's intensities show (docs/method.md, "Foreground" and "Tissue count")
+# a 3-voxel median before the network and the anchor: on the head phantom without a
+# mask it keeps thin CSF (seed 3: CSF Dice 0.926 -> 0.971; docs/method.md, "Denoising")
+# a scribble marks a structure: its class stays on the regions connected to it (a tumour
+# scribble took 1064 mL of scalp fat for a 16 mL tumour)
+PRESETS["default"] = dataclasses.replace(PRESETS["brain"], n_clusters="auto", auto_mask=True,
+                                         denoise="median", scribble_connected=True)
 PRESETS["fast"] = dataclasses.replace(PRESETS["default"], max_iter=25)
 
 

@@ -207,7 +207,7 @@ def label_means(label_of, counts, feature_sum):
     return means
 
 
-def finish_labels(label_of, means, raw, scribbles=None, min_size=0):
+def finish_labels(label_of, means, raw, scribbles=None, min_size=0, confine=False):
     """Labels of one volume from its raw cluster ids: map, unseen clusters, scribbles, islands.
 
     Parameters
@@ -222,6 +222,10 @@ def finish_labels(label_of, means, raw, scribbles=None, min_size=0):
         The user's classes: labels whose scribbles carry several classes are split.
     min_size : int
         Islands smaller than this are merged into their surroundings.
+    confine : bool
+        ``DFCConfig.scribble_connected``: a scribbled class keeps only the
+        regions connected to its scribbles
+        (:func:`~.scribble_reach.confine_scribbled_classes`).
     """
     label_of = np.array(label_of, copy=True)
     unseen = np.flatnonzero((label_of == 0) & (raw.counts > 0))
@@ -238,6 +242,16 @@ def finish_labels(label_of, means, raw, scribbles=None, min_size=0):
     labels = apply_label_map(raw.ids, label_of)
     if scribbles is not None:
         labels = split_by_scribbles(labels, scribbles)
+        if confine:
+            from .scribble_reach import confine_scribbled_classes
+
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cluster_means = raw.feature_sum / raw.counts[:, None]
+            labels, moved = confine_scribbled_classes(labels, scribbles, int(scribbles.max()),
+                                                      raw.ids, cluster_means, means)
+            if moved:
+                log.info("voxels of scribbled classes not connected to their scribbles, given "
+                         "the nearest other label: %s", moved)
     if min_size > 1:
         labels = remove_small_islands(labels, min_size)
     return labels

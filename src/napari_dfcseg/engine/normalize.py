@@ -134,3 +134,46 @@ def apply_normalization(image, stats):
             v /= np.float32(hi - lo)
             np.clip(v, *_CLIP, out=out[c, z])
     return out
+
+
+#: values of ``DFCConfig.denoise``
+DENOISERS = (None, "median")
+
+
+def denoise(x, method, spacing=(1.0, 1.0, 1.0), *, thick_slice_ratio=2.0):
+    """Denoise normalised intensities before the network and the intensity anchor.
+
+    Parameters
+    ----------
+    x : (c, z, y, x) float32 ndarray
+        Normalised channels (:func:`normalize_intensity`); filtered in place.
+    method : None or "median"
+        ``"median"``: a 3-voxel median along every axis not
+        ``thick_slice_ratio`` times thicker than the finest (3×3×3 on
+        isotropic voxels, 1×3×3 on thick slices, so no tissue is mixed across
+        a 5 mm slice). It removes the noise that makes a voxel-wise mixture
+        mislabel (measured in docs/method.md, "Denoising") and keeps edges,
+        unlike a Gaussian blur.
+    spacing : tuple of 3 floats
+    thick_slice_ratio : float or None
+
+    Returns
+    -------
+    x : the same array
+    """
+    if method is None:
+        return x
+    if method != "median":
+        raise InvalidInputError(f"denoise must be one of {DENOISERS}, got {method!r}")
+    import SimpleITK as sitk
+
+    finest = min(spacing)
+    ratio = thick_slice_ratio if thick_slice_ratio is not None else np.inf
+    # SimpleITK radii are (x, y, z); an axis of 1 or 2 voxels is not filtered
+    radius = [1 if (s < ratio * finest and n >= 3) else 0
+              for s, n in zip(spacing[::-1], x.shape[1:][::-1])]
+    if not any(radius):
+        return x
+    for c in range(x.shape[0]):
+        x[c] = sitk.GetArrayFromImage(sitk.Median(sitk.GetImageFromArray(x[c]), radius))
+    return x

@@ -63,6 +63,8 @@ class UserParameter:
         ``n_clusters``: no merging); None when the field is never None.
     step : float or None
         The widget's step for a float.
+    auto : bool
+        ``"auto"`` is also a value (``n_clusters``: chosen per scan).
     """
 
     name: str
@@ -74,6 +76,7 @@ class UserParameter:
     metavar: str = "N"
     none_value: object = None
     step: float | None = None
+    auto: bool = False
 
     @property
     def flag(self) -> str:
@@ -82,6 +85,8 @@ class UserParameter:
 
     def check(self, value):
         """``value`` as :attr:`type`, inside the range; ``InvalidInputError`` naming :attr:`flag` if not."""
+        if self.auto and isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidInputError(f"{self.flag}: must be a number, got {value!r}")
         if self.type is int and value != int(value):
@@ -95,10 +100,14 @@ class UserParameter:
 
     def parse(self, text: str):
         """A command-line string as a checked value."""
+        if self.auto and text.strip().lower() == "auto":
+            return "auto"
         try:
             value = self.type(text)
         except ValueError:
             kind = "an integer" if self.type is int else "a number"
+            if self.auto:
+                kind = "'auto' or " + kind
             raise InvalidInputError(f"{self.flag}: not {kind}: {text!r}") from None
         return self.check(value)
 
@@ -114,8 +123,10 @@ USER_PARAMETERS: tuple[UserParameter, ...] = (
                   "Training steps"),
     UserParameter("min_labels", int, 1, 512, "stop once the run shows K labels or fewer",
                   "Stop at labels", metavar="K"),
-    UserParameter("n_clusters", int, 0, 512, "merge the clusters down to K labels at the end"
-                  " (0: no merging)", "Clusters (0 = no merging)", metavar="K", none_value=0),
+    UserParameter("n_clusters", int, 0, 512, "number of labels: auto (chosen per scan from its"
+                  " intensities, the default preset's), K (the clusters merged down to K) or 0"
+                  " (no merging)", "Clusters (0 = no merging)", metavar="auto|K", none_value=0,
+                  auto=True),
     UserParameter("w_continuity", help="weight of the neighbour agreement term", step=0.05,
                   label="Smoothness", **_W),
     UserParameter("w_continuity_3d", help="the continuity weight in 3D mode", step=0.05,

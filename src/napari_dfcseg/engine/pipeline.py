@@ -20,6 +20,7 @@ adapter for the labelling pass (:func:`_label_steps`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -139,7 +140,9 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
         return SegmentationResult(labels=inputs.restore_shape(labels), n_iterations=0,
                                   loss_history=[], n_labels_history=[], config=fit.config,
                                   seed=seed, device="none", elapsed_s=time.perf_counter() - start,
-                                  stopped_by="constant")
+                                  stopped_by="constant", n_tissues=1,
+                                  tissue_count_reason="no intensity variation",
+                                  **_mask_report(fit, inputs))
     model = fit.model
     labels = _finish_labels(model, fit.raws[0], inputs.scribbles)
     hist = model.history
@@ -155,7 +158,16 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
         stopped_by=hist["stopped_by"],
         model=model,
         clusters=KeptClusters(fit.raws[0], inputs.scribbles, inputs.was_2d, from_training=True),
+        n_tissues=model.config.n_clusters,
+        tissue_count_reason=fit.tissue_count_reason,
+        **_mask_report(fit, inputs),
     )
+
+
+def _mask_report(fit, inputs):
+    source = fit.mask_sources[0] if fit.mask_sources else "none"
+    foreground = inputs.restore_shape(inputs.mask) if source == "auto" else None
+    return {"mask_source": source, "foreground": foreground}
 
 
 def train_model(images, *, mode="2d", spacing=None, spacings=None, channel_axis=None, mask=None,
@@ -233,7 +245,7 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
     """
     from .device import reproducible, resolve_device
     from .inference import label_volume
-    from .normalize import apply_normalization
+    from .normalize import apply_normalization, denoise
     from .sampling import TrainingVolume
 
     if not isinstance(model, Model):
@@ -247,8 +259,11 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
         )
     if spacing is not None or isinstance(image, EngineInputs):
         model.check_spacing(inputs.spacing)
+    # a model trained inside an automatic mask labels a new scan inside its own
+    (inputs,), sources = _resolve_masks([inputs], model.config)
     dev = resolve_device(device)
-    x = apply_normalization(inputs.image, model.norm_stats)
+    x = denoise(apply_normalization(inputs.image, model.norm_stats), model.config.denoise,
+                inputs.spacing, thick_slice_ratio=model.config.thick_slice_ratio)
     vol = TrainingVolume(x, inputs.mask, None, inputs.spacing)
     with reproducible(model.seed, dev):
         raw = label_volume(model.network(dev), vol, model.mode, model.config, dev,
@@ -259,7 +274,12 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
                               seed=model.seed, device=str(dev),
                               elapsed_s=time.perf_counter() - start, model=model,
                               clusters=KeptClusters(raw, inputs.scribbles, inputs.was_2d,
-                                                    from_training=False))
+                                                    from_training=False),
+                              n_tissues=model.config.n_clusters,
+                              tissue_count_reason="the model's",
+                              mask_source=sources[0],
+                              foreground=(inputs.restore_shape(inputs.mask)
+                                          if sources[0] == "auto" else None))
 
 
 # --------------------------------------------------------------------------- the fit
@@ -278,13 +298,15 @@ class _Fit:
     inputs: list
     raws: list
     config: DFCConfig
+    mask_sources: tuple = ()
+    tissue_count_reason: str = ""
 
 
 def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
     """Train one network on ``inputs`` (list of EngineInputs) and label them with it."""
     from .device import reproducible, resolve_device
     from .inference import label_volume
-    from .normalize import normalize_intensity
+    from .normalize import denoise, normalize_intensity
     from .sampling import TrainingVolume
     from .training import train_network
 
@@ -297,16 +319,24 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
         )
     if sum(int(np.prod(i.shape)) for i in inputs) < 2:
         raise InvalidInputError("image has a single voxel: nothing to segment")
-    inputs = _resolve_masks(inputs, config)
+    inputs, mask_sources = _resolve_masks(inputs, config)
     xs, stats = normalize_intensity([i.image for i in inputs], [i.mask for i in inputs],
                                     percentiles=config.percentiles, hu_window=config.hu_window,
                                     seed=seed)
+    xs = [denoise(x, config.denoise, i.spacing, thick_slice_ratio=config.thick_slice_ratio)
+          for x, i in zip(xs, inputs)]
     volumes = [TrainingVolume(x, i.mask, i.scribbles, i.spacing) for x, i in zip(xs, inputs)]
     if stats["constant"]:
-        return _Fit(None, inputs, [], config)
-    config = _resolve_config(volumes, config, n_scribble)
+        return _Fit(None, inputs, [], config, mask_sources)
+    config, reason = _resolve_config(volumes, config, n_scribble, seed)
     if config.mixture_components:
-        _anchor(volumes, config, n_scribble, seed)
+        from .foreground import looks_like_ct
+
+        # CT: one variance per component. HU are calibrated (no bias field) and CT tissues
+        # differ in spread (bone wide, fat narrow): on the public CT a tied 6-component
+        # mixture kept bone at Dice 0.47, a free one 0.74 (docs/method.md, "CT")
+        tied = not looks_like_ct(inputs[0].image[..., 0])
+        _anchor(volumes, config, n_scribble, seed, tied=tied)
     start = time.perf_counter()
     with reproducible(seed, dev):
         net, history, _ = train_network(volumes, mode=mode, config=config,
@@ -329,57 +359,117 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
                   history={"loss": history.loss, "n_labels": history.n_labels,
                            "stopped_by": history.stopped_by,
                            "train_seconds": time.perf_counter() - start, "device": str(dev)})
-    return _Fit(model, inputs, raws, config)
+    return _Fit(model, inputs, raws, config, mask_sources, reason)
 
 
 def _resolve_masks(inputs, config):
-    """Hook: the region each scan is segmented in.
+    """The region each scan is segmented in, and where it came from.
 
-    Today the caller's mask (or none: the whole scan). Issue 11's automatic
-    body mask (``engine/foreground.py``) plugs in here: for an input whose
-    ``mask`` is None, ``inputs[i].with_mask(foreground(...))``. Runs before
+    The caller's mask when given; else, with ``config.auto_mask``, the
+    automatic body / head mask of channel 0
+    (:func:`~.foreground.auto_foreground`); else the whole scan. Runs before
     normalisation, so the intensity statistics are taken inside the mask.
+
+    Returns
+    -------
+    inputs : list of EngineInputs
+    sources : tuple of str
+        ``"user"``, ``"auto"`` or ``"none"`` per input.
     """
-    return inputs
+    out, sources = [], []
+    for i in inputs:
+        if i.mask is not None:
+            out.append(i)
+            sources.append("user")
+        elif config.auto_mask:
+            from .foreground import auto_foreground
+
+            mask = auto_foreground(i.image[..., 0], i.spacing)
+            if _scribbled_outside(i.scribbles, mask):
+                # the user scribbled a class mostly outside the automatic mask: they mean
+                # to segment what lies there too, so the whole array is segmented
+                log.info("a scribbled class lies outside the automatic mask: no automatic mask")
+                out.append(i)
+                sources.append("none")
+                continue
+            out.append(i.with_mask(mask, name="automatic mask"))
+            sources.append("auto")
+        else:
+            out.append(i)
+            sources.append("none")
+    return out, tuple(sources)
 
 
-def _resolve_config(volumes, config, n_scribble):
-    """Hook: the config after looking at the normalised volumes.
+def _scribbled_outside(scribbles, mask):
+    """True when some scribbled class has more than half of its voxels outside ``mask``."""
+    if scribbles is None:
+        return False
+    classes = scribbles[scribbles > 0]
+    total = np.bincount(classes)
+    outside = np.bincount(scribbles[(scribbles > 0) & ~mask], minlength=total.size)
+    present = total > 0
+    return bool(np.any(outside[present] > 0.5 * total[present]))
 
-    Today ``config`` unchanged. Issue 11's automatic tissue count
-    (``engine/tissue_count.py``) plugs in here: when the number of tissues is
-    to be chosen per scan, ``dataclasses.replace(config, n_clusters=k)`` with
-    ``k`` from ``volumes`` (``.x`` normalised, ``.mask``). The returned
-    config is the one the model stores and the result reports; the
-    intensity anchor (fitted next) uses its ``n_clusters``.
+
+def _resolve_config(volumes, config, n_scribble, seed):
+    """The config after looking at the normalised volumes, and why its tissue count.
+
+    With ``n_clusters="auto"``: K from :func:`~.tissue_count.choose_tissue_count`
+    on channel 0 inside each volume's mask (the largest K over several
+    volumes, so no volume loses a tissue), at least the scribbled classes,
+    at most ``n_channels``. The anchor then gets K components. The returned
+    config is the one the model stores and the result reports.
     """
-    return config
+    if config.n_clusters != "auto":
+        reason = ("forced" if config.n_clusters is not None
+                  else "not merged (n_clusters=None): as many labels as the network keeps")
+        return config, reason
+    from .tissue_count import K_RANGE, choose_tissue_count
+
+    k_range = (K_RANGE[0], min(K_RANGE[1], config.n_channels))
+    counts = [choose_tissue_count(v.x[0], v.mask, k_range=k_range, seed=seed) for v in volumes]
+    chosen = max(counts, key=lambda c: c.k)
+    k, reason = chosen.k, chosen.reason
+    if n_scribble > k:
+        k, reason = n_scribble, f"{n_scribble} scribbled classes ({reason})"
+    log.info("tissue count: %s", reason)
+    changes = {"n_clusters": k}
+    if config.mixture_components:
+        changes["mixture_components"] = k
+    return dataclasses.replace(config, **changes), reason
 
 
-def _anchor(volumes, config, n_scribble, seed):
+def _anchor(volumes, config, n_scribble, seed, tied=True):
     """Give the training volumes the intensity mixture that anchors their self-labels.
 
     Without scribbles: a mixture fitted to each volume (at least ``n_clusters``
-    components, so asking for more labels gives them). With scribbles that
-    cover the requested labels (``n_clusters`` unset or ≤ the scribbled
-    classes): one component per scribbled class, from the scribbled voxels.
-    Otherwise (fewer scribbled classes than labels asked for) the paper's argmax.
+    components, so asking for more labels gives them). With scribbles: one
+    component per scribbled class, from the scribbled voxels (components
+    0..S-1, the response channels the scribble loss trains), plus, when more
+    labels are asked for than classes were scribbled, the free components of
+    a mixture of the whole foreground that are not the scribbled classes
+    (:func:`~.prior.scribbles_and_free_mixture`).
     """
-    from .prior import fit_intensity_mixture, scribble_mixture
+    from .prior import fit_intensity_mixture, scribble_mixture, scribbles_and_free_mixture
 
     if not n_scribble:
         k = max(config.mixture_components, config.n_clusters or 0)
         for v in volumes:
-            v.mixture = fit_intensity_mixture(v.x, v.mask, k, seed=seed)
+            v.mixture = fit_intensity_mixture(v.x, v.mask, k, seed=seed, tied=tied)
     elif config.n_clusters is None or config.n_clusters <= n_scribble:
         mixture = scribble_mixture(volumes)
         for v in volumes:
             v.mixture = mixture
+    else:
+        for v in volumes:
+            v.mixture = scribbles_and_free_mixture(volumes, v, config.n_clusters, seed=seed,
+                                                   tied=tied)
 
 
 def _finish_labels(model, raw, scribbles=None):
     """The labels of one volume with ``model``'s map and island size."""
-    return finish_labels(model.label_of, model.label_means, raw, scribbles, model.config.min_size)
+    return finish_labels(model.label_of, model.label_means, raw, scribbles, model.config.min_size,
+                         confine=model.config.scribble_connected)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -22,18 +22,25 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_gaussian_mixture", "fit_intensity_mixture", "scribble_mixture", "intensity_prior",
-           "anchored_target", "intensity_loglik"]
+__all__ = ["fit_gaussian_mixture", "fit_intensity_mixture", "scribble_mixture",
+           "scribbles_and_free_mixture", "intensity_prior", "anchored_target", "intensity_loglik"]
 
 _MAX_SAMPLES = 200_000
 
 
-def _kmeans(x, k, n_iter=100):
-    """Lloyd's k-means from equal-count bins of channel 0; returns the assignment."""
-    order = np.argsort(x[:, 0], kind="stable")
-    assign = np.empty(len(x), dtype=np.int64)
-    for i, part in enumerate(np.array_split(order, k)):
-        assign[part] = i
+def _kmeans(x, k, n_iter=100, init="quantile"):
+    """Lloyd's k-means from equal-count ("quantile") or equal-width ("uniform") bins of channel 0.
+
+    Returns the assignment.
+    """
+    if init == "uniform":
+        edges = np.linspace(x[:, 0].min(), x[:, 0].max(), k + 1)[1:-1]
+        assign = np.searchsorted(edges, x[:, 0]).astype(np.int64)
+    else:
+        order = np.argsort(x[:, 0], kind="stable")
+        assign = np.empty(len(x), dtype=np.int64)
+        for i, part in enumerate(np.array_split(order, k)):
+            assign[part] = i
     for _ in range(n_iter):
         centres = np.stack([x[assign == i].mean(0) if np.any(assign == i) else x.mean(0)
                             for i in range(k)])
@@ -44,7 +51,8 @@ def _kmeans(x, k, n_iter=100):
     return assign
 
 
-def fit_gaussian_mixture(samples, n_components, *, n_iter=500, tol=1e-7, tied=False):
+def fit_gaussian_mixture(samples, n_components, *, n_iter=500, tol=1e-7, tied=False, var_floor=None,
+                         init="quantile"):
     """Diagonal Gaussian mixture of ``samples`` by EM, initialised by k-means (as scikit-learn).
 
     Parameters
@@ -53,6 +61,12 @@ def fit_gaussian_mixture(samples, n_components, *, n_iter=500, tol=1e-7, tied=Fa
     n_components : int
     tied : bool
         One variance shared by all components.
+    var_floor : float or None
+        Smallest variance of a component; default ``1e-4`` times the data's
+        variance. A larger floor keeps a component from collapsing onto a
+        spike of identical values (quantised or clipped intensities).
+    init : {"quantile", "uniform"}
+        k-means start from equal-count or equal-width bins of channel 0.
 
     Returns
     -------
@@ -64,11 +78,12 @@ def fit_gaussian_mixture(samples, n_components, *, n_iter=500, tol=1e-7, tied=Fa
     n, c = x.shape
     k = int(min(n_components, max(1, n)))
     # deterministic start: k-means from equal-count bins of channel 0
-    assign = _kmeans(x, k)
+    assign = _kmeans(x, k, init=init)
     parts = [np.flatnonzero(assign == i) for i in range(k)]
     parts = [p if p.size else np.arange(n) for p in parts]
     means = np.stack([x[p].mean(0) for p in parts])
-    var_floor = max(1e-6, 1e-4 * float(x.var(0).mean()))
+    if var_floor is None:
+        var_floor = max(1e-6, 1e-4 * float(x.var(0).mean()))
     variances = np.stack([x[p].var(0) for p in parts]) + var_floor
     weights = np.array([p.size for p in parts], dtype=np.float64) / n
     previous = -np.inf
@@ -164,6 +179,40 @@ def scribble_mixture(volumes):
     within = (squares - counts[:, None] * means ** 2).sum(0) / counts.sum()
     var = np.maximum(within, 1e-4)
     return means, np.broadcast_to(var, means.shape).copy(), np.full(n_classes, 1.0 / n_classes)
+
+
+def scribbles_and_free_mixture(volumes, volume, n_components, *, seed=0, tied=True):
+    """Anchor with scribbles when more labels are wanted than classes were scribbled.
+
+    A tied mixture of ``n_components`` is fitted to ``volume``'s foreground;
+    each scribbled class takes the component nearest to its mean intensity
+    (one-to-one), with its mean replaced by the scribbles' mean; the others
+    stay free. Components ``0..S-1`` are the scribbled classes (the response
+    channels the scribble loss trains), ``S..K-1`` the free ones, so the
+    classes the user did not scribble are still chosen per scan.
+
+    Returns
+    -------
+    (means, variances, weights)
+        As :func:`fit_intensity_mixture`; falls back to
+        :func:`scribble_mixture` when ``n_components`` is not larger than S.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    scribbled = scribble_mixture(volumes)
+    if scribbled is None or n_components <= scribbled[0].shape[0]:
+        return scribbled
+    s_means = scribbled[0]
+    means, variances, weights = fit_intensity_mixture(volume.x, volume.mask, n_components,
+                                                      seed=seed, tied=tied)
+    cost = ((s_means[:, None, :] - means[None]) ** 2).sum(2)
+    rows, cols = linear_sum_assignment(cost)
+    taken = cols[np.argsort(rows)]
+    free = np.setdiff1d(np.arange(means.shape[0]), taken)
+    out_means = np.concatenate([s_means, means[free]])
+    out_weights = np.concatenate([weights[taken], weights[free]])
+    out_var = np.concatenate([variances[taken], variances[free]])
+    return out_means, out_var, out_weights / out_weights.sum()
 
 
 def intensity_prior(x, mask, n_components, *, seed=0, tied=True):

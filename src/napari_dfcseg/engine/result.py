@@ -99,6 +99,16 @@ class SegmentationResult:
     The raw clusters of the run are kept, so :meth:`relabel` gives the
     labels for another tissue count or minimum island size in a second,
     without training again.
+    n_tissues : int or None
+        The number of labels asked for: the chosen one with ``n_clusters="auto"``,
+        the forced one otherwise (None: no merging).
+    tissue_count_reason : str
+        Why ``n_tissues`` (one line: the criterion and its numbers, or "forced").
+    mask_source : str
+        ``"user"`` (the caller's mask), ``"auto"`` (the automatic body / head
+        mask) or ``"none"`` (the whole array).
+    foreground : bool ndarray or None
+        The automatic mask when ``mask_source == "auto"`` (to show or save it).
     """
 
     labels: np.ndarray
@@ -112,6 +122,10 @@ class SegmentationResult:
     stopped_by: str = "applied"
     model: object = field(default=None, repr=False)
     clusters: "KeptClusters | None" = field(default=None, repr=False)
+    n_tissues: int | None = None
+    tissue_count_reason: str = ""
+    mask_source: str = "none"
+    foreground: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_labels(self) -> int:
@@ -165,7 +179,8 @@ class SegmentationResult:
                                          n_scribble_classes=model.n_scribble_classes,
                                          n_clusters=config.n_clusters)
             means = label_means(label_of, raw.counts, raw.feature_sum)
-        labels = finish_labels(label_of, means, kept.raw, kept.scribbles, config.min_size)
+        labels = finish_labels(label_of, means, kept.raw, kept.scribbles, config.min_size,
+                               confine=config.scribble_connected)
         model = dataclasses.replace(model, config=config, label_of=label_of, label_means=means)
         return dataclasses.replace(self, labels=labels[0] if kept.was_2d else labels,
                                    config=config, model=model,

@@ -1,0 +1,76 @@
+"""Tissue count per scan (engine/tissue_count.py) and its wiring into segment()."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from napari_dfcseg.datasets import head_phantom
+from napari_dfcseg.engine.foreground import auto_foreground
+from napari_dfcseg.engine.tissue_count import choose_tissue_count
+
+
+def test_head_phantom_gets_its_tissues():
+    p = head_phantom(shape=(16, 48, 40))
+    count = choose_tissue_count(p.image, auto_foreground(p.image, p.spacing))
+    # scalp, CSF, grey and white matter, and the partial-volume rim the BIC sees: 4 or 5
+    assert count.k in (4, 5), count.reason
+
+
+@pytest.mark.slow
+def test_skull_stripped_mni152_gets_three_unlike_the_phantom():
+    pytest.importorskip("nilearn")
+    from napari_dfcseg.datasets import mni152
+
+    p = mni152(noise=0.09, bias=0.4)
+    count = choose_tissue_count(p.image, p.mask)
+    assert count.k == 3, count.reason
+    assert "3 intensity classes" in count.reason
+    head = head_phantom(shape=(16, 48, 40))
+    assert choose_tissue_count(head.image, auto_foreground(head.image, head.spacing)).k != count.k
+
+
+def test_constant_image_and_bad_range():
+    assert choose_tissue_count(np.ones((4, 8, 8))).k == 2
+    with pytest.raises(ValueError, match="k_range"):
+        choose_tissue_count(np.ones((4, 8, 8)), k_range=(5, 2))
+
+
+def _tiny(n_tissues_config, **kw):
+    from napari_dfcseg import segment
+    from napari_dfcseg.engine.config import PRESETS
+
+    p = head_phantom(shape=(10, 40, 36))
+    config = dataclasses.replace(PRESETS["fast"], max_iter=6, min_iter=0,
+                                 n_clusters=n_tissues_config)
+    return p, segment(p.image, spacing=p.spacing, config=config, **kw)
+
+
+def test_auto_count_is_reported_and_used():
+    p, r = _tiny("auto")
+    assert r.n_tissues >= 4 and r.n_labels == r.n_tissues
+    assert "intensity classes" in r.tissue_count_reason
+    assert r.mask_source == "auto" and r.foreground is not None
+    assert (r.labels[~r.foreground] == 0).all()
+    assert (r.labels[p.truth == 0] == 0).mean() > 0.95  # air outside the head is 0
+    assert r.model.config.n_clusters == r.n_tissues  # a saved model stores the number
+
+
+def test_forced_count_is_honoured():
+    _, r = _tiny(2)
+    assert r.n_tissues == 2 and r.n_labels == 2 and r.tissue_count_reason == "forced"
+
+
+def test_scribbled_classes_keep_their_ids_with_auto_count():
+    p = head_phantom(shape=(10, 40, 36))
+    scribbles = np.zeros(p.image.shape, np.int16)
+    z = p.image.shape[0] // 2
+    scribbles[z][(p.truth[z] == 3)] = 1  # white matter is class 1
+    scribbles[z][(p.truth[z] == 1)] = 2  # CSF is class 2
+    _, r = _tiny("auto", scribbles=scribbles)
+    assert r.n_tissues >= 4
+    wm = r.labels[p.truth == 3]
+    csf = r.labels[p.truth == 1]
+    assert (wm == 1).mean() > 0.8
+    assert (csf == 2).mean() > 0.6
+    assert set(np.unique(r.labels)) >= {0, 1, 2, 3}
