@@ -79,6 +79,9 @@ def _parse(argv):
                         help="figures: keep every n-th pixel of the paper's images (faster)")
     parser.add_argument("--figure-iter", type=int, default=100,
                         help="figures: most iterations per image and implementation")
+    parser.add_argument("--before-src", default=None, metavar="SRC",
+                        help="ct: also time the engine of another checkout's src folder, "
+                             "alternating with this one (before/after table)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice, all cores)")
     parser.add_argument("--contended", action="store_true",
@@ -183,6 +186,14 @@ def main(argv=None):
                                                        "ct-512x512x300")
         runs = end_to_end_ct(names=names, quick=args.quick, device=args.device)
         save_results("end_to_end_ct", stamp({"runs": runs}), folder=args.results)
+        if args.before_src:
+            from .speed import before_after_ct
+
+            print("== speed: CT before/after")
+            runs = before_after_ct(args.before_src, names=names[:2], device=args.device)
+            save_results("end_to_end_ct_before_after",
+                         stamp({"before_src": args.before_src, "runs": runs}),
+                         folder=args.results)
     if "scaling" in args.parts:
         from .speed import scaling
 

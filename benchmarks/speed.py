@@ -110,6 +110,9 @@ def _synchronizer(device):
     return lambda: None
 
 
+_M_MMAP_THRESHOLD = -3  # glibc malloc.h
+
+
 def _default_allocator():
     """glibc's default malloc settings for the original's iterations, inside the engine's run."""
     from contextlib import contextmanager
@@ -122,27 +125,39 @@ def _default_allocator():
         if libc is None or engine_device._allocator_users == 0:
             yield
             return
-        for param, value in engine_device._GLIBC_DEFAULTS.items():
-            libc.mallopt(param, value)
+        # blocks over 32 MiB (glibc's largest dynamic threshold: the most a default process
+        # keeps on its heap) by mmap again, as by default; the trim threshold stays high,
+        # or the original's frees would trim the engine's kept memory and bill it to the engine
+        libc.mallopt(engine_device._M_MMAP_MAX, engine_device._GLIBC_DEFAULTS[
+            engine_device._M_MMAP_MAX])
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
         try:
             yield
         finally:
             libc.mallopt(engine_device._M_MMAP_MAX, 0)
-            libc.mallopt(engine_device._M_TRIM_THRESHOLD, 1 << 30)
 
     return swap()
 
 
 def run_worker(volume_path, mode, *, preset="default", max_iter=None, seed=0, device="cpu",
-               quick=False, timeout=None):
-    """Run :mod:`benchmarks.worker` in a fresh interpreter; returns its result dict."""
+               quick=False, timeout=None, engine_src=None):
+    """Run :mod:`benchmarks.worker` in a fresh interpreter; returns its result dict.
+
+    ``engine_src``: a ``src`` folder of another napari-dfcseg checkout to time
+    instead of this one (before/after comparisons).
+    """
+    import os
+
     cmd = [sys.executable, "-m", "benchmarks.worker", "--volume", str(volume_path), "--mode", mode,
            "--preset", preset, "--seed", str(seed), "--device", device]
     if max_iter is not None:
         cmd += ["--max-iter", str(max_iter)]
     if quick:
         cmd += ["--quick"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    env = None
+    if engine_src is not None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(engine_src), str(ROOT)])}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -259,4 +274,28 @@ def end_to_end_ct(*, names=("ct-abdomen-3mm", "ct-512x512x20"), mode="2d", prese
             f"{r['user_s']:.1f} s, system {r['system_s']:.1f} s, {r['n_iterations']} it, "
             f"peak RSS {r['peak_rss_mib']:.0f} MiB")
         runs.append(r)
+    return runs
+
+
+def before_after_ct(before_src, *, names=("ct-abdomen-3mm", "ct-512x512x20"), repeats=1,
+                    mode="2d", device="cpu", log=print):
+    """The CT end-to-end runs with an earlier engine (``before_src``) and this one, alternating.
+
+    ``before_src`` is the ``src`` folder of an older checkout (e.g. ``git
+    archive <commit> src | tar -x -C /tmp/before``). The two alternate run by
+    run, so that both meet the same machine load; the ratios are per pair.
+    """
+    runs = []
+    for _ in range(repeats):
+        for name in names:
+            pair = {}
+            for which, src in (("before", before_src), ("after", None)):
+                r = run_worker(_ct_volume(name), mode, device=device, engine_src=src)
+                r.update(case=name, engine=which)
+                pair[which] = r
+                runs.append(r)
+            log(f"  {name}: before {pair['before']['wall_s']:.1f} s (system "
+                f"{pair['before']['system_s']:.1f} s), after {pair['after']['wall_s']:.1f} s "
+                f"(system {pair['after']['system_s']:.1f} s): "
+                f"{pair['after']['wall_s'] / pair['before']['wall_s']:.2f}×")
     return runs

@@ -173,6 +173,10 @@ def region_labels(net, volumes, regions, mode, device, *, batch_size=4, cancel=N
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
+#: voxels per slab of the float64 feature sums of :func:`label_volume`
+_SUM_SLAB = 1 << 16
+
+
 def _chunks(bbox, size):
     """Cubic chunk grid covering ``bbox`` (tuple of 3 slices)."""
     ranges = [range(s.start, s.stop, size) for s in bbox]
@@ -251,9 +255,13 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
         block = np.full(block_ids.shape, -1, dtype=np.int16)
         block[valid] = sel.numpy().astype(np.int16)
         ids[target] = block if mode == "2d" else block[0]
-        feats = inner.movedim(1, -1)[valid_t.to(inner.device)].double().cpu()
+        feats = inner.movedim(1, -1)[valid_t.to(inner.device)].cpu()
         counts += torch.bincount(sel, minlength=p)
-        feature_sum.index_add_(0, sel, feats)
+        # float64 sums (exact enough for any volume), converted a slab at a time: a
+        # float64 copy of a whole batch's responses was ~270 MB on 512×512 slices
+        for start in range(0, sel.numel(), _SUM_SLAB):
+            stop = start + _SUM_SLAB
+            feature_sum.index_add_(0, sel[start:stop], feats[start:stop].double())
         intensity_sum += torch.bincount(sel, weights=torch.from_numpy(x0[valid].astype(np.float64)),
                                         minlength=p)
         if on_step is not None:

@@ -11,6 +11,8 @@ are the readable definition it is tested against.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -19,7 +21,7 @@ __all__ = ["dfc_loss", "similarity_loss", "continuity_loss", "scribble_loss", "a
 #: float32 elements of ``r`` per slab of :func:`dfc_loss` on CPU: a slab's temporaries stay
 #: in a core's L2 cache (2 MiB), which measured ~5x faster than whole-tensor autograd; on a
 #: GPU the slabs are large (fewer kernel launches)
-SLAB_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 26}
+SLAB_ELEMENTS = {"cpu": 1 << 19, "cuda": 1 << 26}
 
 
 def axis_weights(spacing, spacing_aware=True):
@@ -117,9 +119,30 @@ def dfc_loss(r, valid, weights, *, w_similarity=1.0, w_continuity=1.0, scribbles
     """
     if slab_elements is None:
         slab_elements = SLAB_ELEMENTS.get(r.device.type, SLAB_ELEMENTS["cuda"])
-    return _DFCLoss.apply(r, valid, tuple(float(w) for w in weights), float(w_similarity),
-                          float(w_continuity), scribbles, float(w_scribble), anchor,
-                          int(slab_elements))
+    with _one_cpu_thread(r.device):
+        return _DFCLoss.apply(r, valid, tuple(float(w) for w in weights), float(w_similarity),
+                              float(w_continuity), scribbles, float(w_scribble), anchor,
+                              int(slab_elements))
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device):
+    """The slabs' small ops on one CPU thread.
+
+    Several threads gain nothing on cache-sized work, and on a loaded machine
+    each small op's thread hand-off costs more than the op: measured on the
+    paper configuration with 2 threads at load ~10, a whole iteration took
+    5.5 s of CPU with the loss on both threads and 1.2 s with it on one.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _DFCLoss(torch.autograd.Function):
