@@ -49,7 +49,7 @@ def test_auto_tissue_count_leaves_the_engine_to_decide():
 
 
 def test_apply_model_command():
-    params = RunParameters(apply_model_path="/tmp/model.pt", mask_path="/tmp/m.nrrd", device="cuda")
+    params = RunParameters(apply_model_path="/tmp/model.pt", mask_path="/tmp/m.nrrd", device="cpu")
     args = _parse(build_command("PythonSlicer", "in.nrrd", "out.seg.nrrd", params))
     assert (args.command, args.model, args.input, args.output, args.mask) == (
         "apply", "/tmp/model.pt", "in.nrrd", "out.seg.nrrd", "/tmp/m.nrrd")
