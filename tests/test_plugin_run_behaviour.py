@@ -126,3 +126,40 @@ def test_applied_model_leaves_the_air_of_another_scan_at_label_0(make_napari_vie
     assert not applied.data[~body].any()  # no column of air labelled as tissue
     assert (applied.data[:, :, :2] == 0).all() and (applied.data[:, :2, :] == 0).all()
     assert (applied.data[other.mask] > 0).mean() > 0.8  # most of the head itself is labelled
+
+
+def test_apply_model_uses_the_extra_contrasts_the_model_was_trained_with(make_napari_viewer, qtbot,
+                                                                         tmp_path, notifications):
+    viewer, image, widget, p = _viewer(make_napari_viewer)
+    t2 = viewer.add_image(p.image.max() - p.image, name="t2", **{
+        k: getattr(image, k) for k in ("scale", "translate")})
+    s = widget.settings
+    s.max_iter.value = 3
+    s.channels.value = [t2]
+    widget.run()
+    _wait(qtbot, widget)
+    trained = widget.output_layer.data.copy()
+    model = widget.save_model(tmp_path / "two_contrasts.pt")
+    widget.replace_box.setChecked(False)
+    widget.apply_model(model)  # same image, same contrast: the same labels
+    _wait(qtbot, widget)
+    [applied] = [layer for layer in viewer.layers if layer.name == "head model labels"]
+    np.testing.assert_array_equal(applied.data, trained)
+    s.channels.value = []  # the model needs its second contrast: one line, no traceback
+    widget.apply_model(model)
+    _wait(qtbot, widget)
+    from napari.utils.notifications import NotificationSeverity
+
+    errors = [n for n in notifications if n.severity == NotificationSeverity.ERROR]
+    assert errors and "\n" not in errors[-1].message
+    assert "channel" in errors[-1].message.lower() or "contrast" in errors[-1].message.lower()
+
+
+@pytest.fixture
+def notifications():
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    yield seen
+    notification_manager.notification_ready.disconnect(seen.append)

@@ -72,19 +72,28 @@ def auto_region(image, spacing, modality=""):
 
 
 def _placeholder_foreground(image):
-    """PLACEHOLDER body mask (Otsu threshold, largest component, holes filled); issue 11 replaces it."""
+    """PLACEHOLDER body mask until issue 11's engine/foreground.py is on main.
+
+    Otsu threshold of the smoothed image, closing, the largest component,
+    holes filled in every slice and then in 3D (skull and CSF are dark but
+    inside the head).
+    """
     from scipy import ndimage
     from skimage.filters import threshold_otsu
 
     a = np.asarray(image, dtype=np.float32)
     if float(a.max()) <= float(a.min()):
         return np.ones(a.shape, bool)
-    body = a > threshold_otsu(a[:: max(1, a.size // 1_000_000)] if a.ndim == 1 else a)
+    smooth = ndimage.median_filter(a, size=3)
+    body = smooth > threshold_otsu(smooth)
+    body = ndimage.binary_closing(body, iterations=2)
     labelled, n = ndimage.label(body)
     if n == 0:
         return np.ones(a.shape, bool)
     sizes = np.bincount(labelled.ravel())[1:]
     body = labelled == (1 + int(np.argmax(sizes)))
+    if body.ndim == 3:
+        body = np.stack([ndimage.binary_fill_holes(s) for s in body])
     return ndimage.binary_fill_holes(body)
 
 
