@@ -45,11 +45,15 @@ def test_front_controls_speak_tissues_region_mode_and_preset_with_a_tooltip_each
     front = [w.label for w in s._inputs if w.label]
     assert front[:4] == ["Image", "Region", "Tissues", "Scribbles"]
     assert "Mode" in front and "Preset" in front
-    assert s.tissues.value == "Auto" and s.tissues.choices == ("Auto", *map(str, range(2, 13)))
+    assert s.tissues.value == "Auto" and s.tissues.choices == ("Auto", *map(str, range(2, 13)), "As found")
+    assert s.config().n_clusters == "auto"
     assert s.region.value == REGION_AUTO
     assert "Recommended" in s.preset_help.value
     s.preset.value = "paper"
     assert "published" in s.preset_help.value
+    assert s.tissues.value == "As found" and s.config().n_clusters is None  # the paper's rule
+    s.preset.value = "brain"
+    assert s.tissues.value == "3" and s.config().n_clusters == 3
     for widget in [*s._inputs, *s._advanced]:
         if widget is not s.preset_help:
             assert widget.tooltip, f"{widget.label} has no tooltip"

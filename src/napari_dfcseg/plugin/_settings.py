@@ -17,6 +17,7 @@ from superqt import QCollapsible
 
 from napari_dfcseg.engine.config import PRESETS, DFCConfig
 from napari_dfcseg.engine.parameters import (
+    PARAMETERS,
     USER_PARAMETERS,
     apply_user_values,
     user_values,
@@ -33,12 +34,15 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 REGION_AUTO = "auto"
 REGION_WHOLE = "whole"
 TISSUES_AUTO = "Auto"
+#: the paper's rule: as many labels as the network ends with (no merging)
+TISSUES_AS_FOUND = "As found"
 _TISSUE_RANGE = range(2, 13)
 
 #: one line per preset, shown under the Preset control
 PRESET_HELP = {
-    "default": "Recommended: tuned on real CT and MR scans.",
+    "default": "Recommended for real CT and MR scans: body outline and tissue count found per scan.",
     "fast": "Half the training of 'default': a quick first look.",
+    "brain": "Brain tissues (CSF, grey and white matter) inside a brain mask: 3 labels.",
     "paper": "The published method (Kim et al. 2020), 1000 iterations: for comparison.",
 }
 
@@ -88,9 +92,11 @@ class RunSettings(QWidget):
             "Whole image: every voxel, air included. Outside the region is label 0 (clear).",
         )
         self.tissues = ComboBox(
-            label="Tissues", choices=[TISSUES_AUTO, *(str(k) for k in _TISSUE_RANGE)],
+            label="Tissues", choices=[TISSUES_AUTO, *(str(k) for k in _TISSUE_RANGE), TISSUES_AS_FOUND],
             value=TISSUES_AUTO,
-            tooltip="How many tissue labels you want. Auto: chosen for each scan.",
+            tooltip="How many tissue labels you want. Auto: chosen for each scan from its "
+            "intensities; As found: as many as the network ends with (the paper's method). "
+            "The preset sets it; change it after picking the preset.",
         )
         self.scribbles = ComboBox(
             label="Scribbles", choices=labels_layers, nullable=True,
@@ -173,11 +179,18 @@ class RunSettings(QWidget):
             if field_name in self.fields:
                 self.fields[field_name].value = value
         self.preset_help.value = PRESET_HELP.get(name, f"Preset '{name}'.")
+        k = DFCConfig.preset(name).n_clusters
+        if k is None:
+            self.tissues.value = TISSUES_AS_FOUND
+        elif isinstance(k, int) and k in _TISSUE_RANGE:
+            self.tissues.value = str(k)
+        else:
+            self.tissues.value = TISSUES_AUTO
 
     def tissue_count(self):
-        """The forced number of tissues, or None for Auto."""
+        """The forced number of tissues, or None for Auto and As found."""
         value = self.tissues.value
-        return None if value == TISSUES_AUTO else int(value)
+        return None if value in (TISSUES_AUTO, TISSUES_AS_FOUND) else int(value)
 
     def config(self):
         """The :class:`DFCConfig` of the preset with the advanced fields and the tissues applied."""
@@ -192,8 +205,10 @@ class RunSettings(QWidget):
                     f"{self.n_channels.label} or ask for fewer tissues"
                 )
             values["n_clusters"] = forced
+        if self.tissues.value == TISSUES_AS_FOUND:
+            values["n_clusters"] = PARAMETERS["n_clusters"].none_value  # no merging
         config = apply_user_values(self.preset.value, values)
-        if forced is None and supports_auto_tissues():
+        if self.tissues.value == TISSUES_AUTO and supports_auto_tissues():
             config = dataclasses.replace(config, n_clusters="auto")
         # else: an engine without an automatic count keeps the preset's
         return config
