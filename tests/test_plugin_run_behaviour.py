@@ -124,7 +124,7 @@ def test_applied_model_leaves_the_air_of_another_scan_at_label_0(make_napari_vie
     [applied] = [layer for layer in viewer.layers if layer.name == "other model labels"]
     body = viewer.layers["other body"].data > 0
     assert not applied.data[~body].any()  # no column of air labelled as tissue
-    assert (applied.data[:, :, :2] == 0).all() and (applied.data[:, :2, :] == 0).all()
+    assert (applied.data[:, :3, :3] == 0).all() and (applied.data[:, -3:, -3:] == 0).all()  # air corners
     assert (applied.data[other.mask] > 0).mean() > 0.8  # most of the head itself is labelled
 
 
