@@ -131,8 +131,9 @@ def speed_section(per_it, e2e, scale, img_dir, rel_img, *, suffix="", ct=None, a
                 f"Image `{r['image']}` ({r['shape'][0]}×{r['shape'][1]} RGB), paper configuration "
                 f"(100 channels, 2 conv, SGD 0.1/0.9), equal work (the engine's crop is the "
                 f"whole image), {r['n_iter']} timed iterations after {r['warmup']} warm-up ones, "
-                + ("interleaved one iteration each in one process (load "
-                   f"{r.get('load_average_1min_start', '?')} → {r.get('load_average_1min_end', '?')}), "
+                + ("interleaved one iteration each in one process (1-min load "
+                   f"{r.get('load_average_1min_start', 0):.1f} at start, "
+                   f"{r.get('load_average_1min_end', 0):.1f} at end), "
                    "median:" if r.get("interleaved") else
                    f"{r.get('repeats', '?')} alternating repeats, median:"), "",
                 "| implementation | wall s / iteration (median) | mean ± SD |"

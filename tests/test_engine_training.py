@@ -89,3 +89,21 @@ def test_freed_memory_setting_is_nested_and_restored():
             a = torch.ones(3000, 3000)  # 36 MB: above glibc's mmap threshold
         b = a * 2
     assert float(b[0, 0]) == 2.0
+
+
+def test_engine_sgd_steps_exactly_as_torch_optim_sgd():
+    from napari_dfcseg.engine.training import _SGD
+
+    torch.manual_seed(0)
+    a, b = DFCNet(1, 4, 2, 3, 2), DFCNet(1, 4, 2, 3, 2)
+    b.load_state_dict(a.state_dict())
+    ours = _SGD(list(a.parameters()), lr=0.1, momentum=0.9)
+    ref = torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(2, 1, 12, 10)
+    for _ in range(3):
+        for net, opt in ((a, ours), (b, ref)):
+            opt.zero_grad(set_to_none=True)
+            net(x).square().mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)

@@ -110,6 +110,34 @@ def _batch_loss(net, vol, regions, mode, config, weights, halo, device):
                     w_scribble=config.w_scribble, anchor=anchor)
 
 
+class _SGD:
+    """SGD with momentum, step for step ``torch.optim.SGD(lr, momentum)`` (no dampening).
+
+    ``torch.optim``'s constructor imports the compiler (``torch._dynamo``):
+    measured 2-12 s on the first run of a process (load-dependent), more than
+    a whole default run should take.
+    """
+
+    def __init__(self, params, *, lr, momentum):
+        self.params, self.lr, self.momentum = params, float(lr), float(momentum)
+        self.buffers = [None] * len(params)
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            if self.buffers[i] is None:
+                self.buffers[i] = torch.clone(p.grad).detach()
+            else:
+                self.buffers[i].mul_(self.momentum).add_(p.grad)
+            p.add_(self.buffers[i], alpha=-self.lr)
+
+
 def network_kernel(volumes, dims, config):
     """Per-axis kernel of the network for ``volumes``: see :func:`.network.kernel_shape`.
 
@@ -136,7 +164,7 @@ def train_network(volumes, *, mode, config, in_channels, seed, device, progress=
     rng = np.random.default_rng(seed)
     kernel = network_kernel(volumes, dims, config)
     net = DFCNet(in_channels, config.n_channels, config.n_conv, kernel, dims).to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
+    opt = _SGD(list(net.parameters()), lr=config.lr, momentum=config.momentum)
     weights = [axis_weights(v.spacing[3 - dims:], config.spacing_aware) for v in volumes]
     eval_regions = evaluation_regions(volumes, mode, config)
     halo = volume_halo(net)
