@@ -145,11 +145,14 @@ def engine_notes(g):
             if "mask_source" in f:
                 bits.append(f"mask {f['mask_source']}")
             if "foreground_share" in f:
-                bits.append(f"automatic mask {f['foreground_share']:.1%} of the array, holding "
-                            f"{f.get('outside_rule_in_foreground', float('nan')):.1%} of the "
-                            "outside rule"
-                            + (f" and {f['structures_in_foreground']:.1%} of the reference "
-                               "structures" if "structures_in_foreground" in f else ""))
+                held = []
+                if np.isfinite(f.get("outside_rule_in_foreground", float("nan"))):
+                    held.append(f"{f['outside_rule_in_foreground']:.1%} of the outside rule")
+                if "structures_in_foreground" in f:
+                    held.append(f"{f['structures_in_foreground']:.1%} of the reference "
+                                "structures")
+                bits.append(f"automatic mask {f['foreground_share']:.1%} of the array"
+                            + (", holding " + " and ".join(held) if held else ""))
             bits.append(f"{f.get('n_iterations', '?')} iterations, stopped by "
                         f"{f.get('stopped_by', '?')}")
             out.append(f"- {method}, seed {r['seed']}: " + "; ".join(bits))
@@ -387,7 +390,10 @@ def before_after(before, after):
     """Engine rows before (``real-before.json``) and now, side by side."""
     lines = ["### Before / after (engine default)", "",
              f"- before: `{before.get('command', '?')}`, {before['machine'].get('date_utc', '?')}",
-             f"- after: `{after.get('command', '?')}`, {after['machine'].get('date_utc', '?')}", "",
+             (f"- after: the {len(after['parts'])} runs listed at the top of this section"
+              if len(after.get("parts", [])) > 1 else
+              f"- after: `{after.get('command', '?')}`, {after['machine'].get('date_utc', '?')}"),
+             "",
              "| case | measure | before | after |", "|---|---|---|---|"]
 
     def engine_runs(payload, case):
