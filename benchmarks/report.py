@@ -378,12 +378,40 @@ def render(results=RESULTS, docs=DOCS, *, img_dir=None, title_note=""):
                 "the last row uses the paper's scribbles (yellow).", "",
                 f"![paper images]({rel_img}/bench_paper_images.png)", ""]
     out += _HOW_TO_RUN
-    (docs / "benchmarks.md").write_text("\n".join(out) + "\n")
+    target = docs / "benchmarks.md"
+    out = _keep_written_sections(out, target.read_text() if target.is_file() else "")
+    target.write_text("\n".join(out) + "\n")
     return docs / "benchmarks.md"
+
+
+def _keep_written_sections(out, previous):
+    """``out`` with the ``## `` sections of ``previous`` that this module does not generate.
+
+    Sections written by other benchmarks (e.g. batch throughput, GUI responsiveness)
+    live only in ``docs/benchmarks.md``; re-rendering must not drop them. They go,
+    in their old order, before the discussion (or at the end).
+    """
+    generated = {line for line in out if line.startswith("## ")}
+    kept, current = [], None
+    for line in previous.splitlines():
+        if line.startswith("## "):
+            current = [] if line not in generated else None
+            if current is not None:
+                kept.append(current)
+        if current is not None:
+            current.append(line)
+    if not kept:
+        return out
+    extra = [line for section in kept for line in section]
+    at = out.index("## Discussion: goals and verdicts") \
+        if "## Discussion: goals and verdicts" in out else len(out)
+    return out[:at] + extra + out[at:]
 
 
 _HOW_TO_RUN = [
     "## How to run", "",
+    "`dfcseg batch` throughput: `PYTHONPATH=src python benchmarks/batch_throughput.py "
+    "--repeats 2`", "(optional `--shape Z Y X`, `--rows N`).", "",
     "```bash",
     "python -m benchmarks.run                  # everything, CPU (hours on 2 cores)",
     "python -m benchmarks.run --only quality   # or real, speed, e2e, scaling, figures",
