@@ -255,6 +255,9 @@ class DaskExecutor:
         except (Cancelled, KeyboardInterrupt):
             stop.set()  # running rows raise Cancelled at their next check, before writing
             busy = {k for keys in self.client.processing().values() for k in keys}
+            # a row that just finished (its file is written) has left `processing` but its
+            # future may not be done here yet: count it busy, or its record would be dropped
+            busy |= {k for k, holders in self.client.who_has().items() if holders}
             self.client.cancel([f for f in futures if not f.done() and f.key not in busy])
             pending = [f for f in futures if not f.done() and f.key in busy]
             wait(pending, timeout=CANCEL_GRACE_S)
