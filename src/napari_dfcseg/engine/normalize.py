@@ -22,7 +22,8 @@ __all__ = [
 _CLIP = (-1.0, 2.0)
 
 
-def _check_finite(image, name):
+def check_finite(image, name):
+    """Raise ``InvalidInputError`` naming ``name`` if ``image`` holds NaN or infinite values."""
     # chunked along z so a large float64 volume is not duplicated as a bool array
     step = max(1, int(2**24 // max(1, image[0].size)))
     for z0 in range(0, image.shape[0], step):
@@ -78,7 +79,7 @@ def normalize_intensity(images, masks=None, *, percentiles=(0.5, 99.5), hu_windo
     n_ch = images[0].shape[-1]
     samples = [[] for _ in range(n_ch)]
     for i, (img, m) in enumerate(zip(images, masks)):
-        _check_finite(img, "image" if single else f"images[{i}]")
+        check_finite(img, "image" if single else f"images[{i}]")
         if img.shape[-1] != n_ch:
             raise InvalidInputError(f"images[{i}] has {img.shape[-1]} channels, images[0] has {n_ch}")
         n = int(m.sum()) if m is not None else int(np.prod(img.shape[:3]))
@@ -123,7 +124,7 @@ def apply_normalization(image, stats):
         raise InvalidInputError(
             f"image has {image.shape[-1]} channels, the model was trained on {len(stats['low'])}"
         )
-    _check_finite(image, "image")
+    check_finite(image, "image")
     out = np.empty((image.shape[-1],) + image.shape[:3], dtype=np.float32)
     for c, (lo, hi) in enumerate(zip(stats["low"], stats["high"])):
         for z in range(image.shape[0]):  # slice by slice: no float64 copy of the volume

@@ -306,7 +306,7 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
     """Train one network on ``inputs`` (list of EngineInputs) and label them with it."""
     from .device import reproducible, resolve_device
     from .inference import label_volume
-    from .normalize import denoise, normalize_intensity
+    from .normalize import check_finite, denoise, normalize_intensity
     from .sampling import TrainingVolume
     from .training import train_network
 
@@ -319,6 +319,8 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
         )
     if sum(int(np.prod(i.shape)) for i in inputs) < 2:
         raise InvalidInputError("image has a single voxel: nothing to segment")
+    for k, i in enumerate(inputs):  # before the automatic mask, whose ITK filters fail on NaN
+        check_finite(i.image, "image" if len(inputs) == 1 else f"images[{k}]")
     inputs, mask_sources = _resolve_masks(inputs, config)
     xs, stats = normalize_intensity([i.image for i in inputs], [i.mask for i in inputs],
                                     percentiles=config.percentiles, hu_window=config.hu_window,
