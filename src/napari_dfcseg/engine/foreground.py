@@ -102,36 +102,29 @@ def _fill_holes(binary, spacing):
     return sitk.GetArrayFromImage(filled).astype(bool)
 
 
-def _open(binary, spacing, mm):
+def _morphology(filter_name, binary, spacing, mm):
+    """SimpleITK's binary ``filter_name`` with a ball of ``mm`` radius (no-op below one voxel)."""
     import SimpleITK as sitk
 
     radius = _radius(spacing, mm, binary.shape)
     if not any(radius):
         return binary
-    opened = sitk.BinaryMorphologicalOpening(_to_sitk(binary.astype(np.uint8), spacing), radius,
-                                             sitk.sitkBall)
-    return sitk.GetArrayFromImage(opened).astype(bool)
-
-
-def _dilate(binary, spacing, mm):
-    import SimpleITK as sitk
-
-    radius = _radius(spacing, mm, binary.shape)
-    if not any(radius):
-        return binary
-    out = sitk.BinaryDilate(_to_sitk(binary.astype(np.uint8), spacing), radius, sitk.sitkBall)
+    out = getattr(sitk, filter_name)(_to_sitk(binary.astype(np.uint8), spacing), radius,
+                                     sitk.sitkBall)
     return sitk.GetArrayFromImage(out).astype(bool)
 
 
-def _close(binary, spacing, mm):
-    import SimpleITK as sitk
+def _open(binary, spacing, mm):
+    return _morphology("BinaryMorphologicalOpening", binary, spacing, mm)
 
-    radius = _radius(spacing, mm, binary.shape)
-    if not any(radius):
-        return binary
-    closed = sitk.BinaryMorphologicalClosing(_to_sitk(binary.astype(np.uint8), spacing), radius,
-                                             sitk.sitkBall, True)
-    return sitk.GetArrayFromImage(closed).astype(bool)
+
+def _dilate(binary, spacing, mm):
+    return _morphology("BinaryDilate", binary, spacing, mm)
+
+
+def _close(binary, spacing, mm):
+    # SimpleITK's default safeBorder=True: the closing does not glue the body to the array's edge
+    return _morphology("BinaryMorphologicalClosing", binary, spacing, mm)
 
 
 def _mr_threshold(image, spacing):
