@@ -9,7 +9,7 @@ import pytest
 
 from napari_dfcseg.engine.config import PRESETS, DFCConfig, resolve_config
 from napari_dfcseg.engine.inputs import prepare_image
-from napari_dfcseg.engine.normalize import apply_normalization, normalize_intensity
+from napari_dfcseg.engine.normalize import IntensityNormalization
 from napari_dfcseg.errors import InvalidInputError
 
 
@@ -62,21 +62,49 @@ def test_normalisation_maps_mask_percentiles_to_0_and_1():
     img[:, :2] = 5000  # outside the mask: must not move the scale
     mask = np.zeros(img.shape, bool)
     mask[:, 2:] = True
-    x, stats = normalize_intensity(prepare_image(img)[0], mask, percentiles=(0, 100))
+    norm = IntensityNormalization.fit(prepare_image(img)[0], mask, percentiles=(0, 100))
+    x = norm.apply(prepare_image(img)[0])
     assert x.shape == (1, 4, 20, 20) and x.dtype == np.float32
     assert x[0][mask].min() == pytest.approx(0, abs=1e-6)
     assert x[0][mask].max() == pytest.approx(1, abs=1e-6)
     assert x[0][~mask].max() == pytest.approx(2.0)  # clipped
-    again = apply_normalization(prepare_image(img)[0], stats)
-    np.testing.assert_array_equal(again, x)
+    assert not norm.constant and norm.n_channels == 1
 
 
 def test_hu_window_clips_before_scaling():
     img = np.linspace(-1000, 1000, 2 * 10 * 10).reshape(2, 10, 10)
-    x, stats = normalize_intensity(prepare_image(img)[0], None, percentiles=(0, 100),
-                                   hu_window=(-100, 100))
-    assert stats["low"] == [-100.0] and stats["high"] == [100.0]
+    norm = IntensityNormalization.fit(prepare_image(img)[0], None, percentiles=(0, 100),
+                                      hu_window=(-100, 100))
+    assert norm.low == (-100.0,) and norm.high == (100.0,)
+    x = norm.apply(prepare_image(img)[0])
     assert x.min() == 0.0 and x.max() == 1.0
+
+
+def test_normalisation_is_stored_as_plain_types_and_restored_exactly():
+    img = np.random.default_rng(1).normal(50, 10, size=(3, 12, 12, 2))
+    norm = IntensityNormalization.fit(img, hu_window=(0, 80))
+    stored = norm.to_dict()
+    assert stored == {"low": list(norm.low), "high": list(norm.high), "hu_window": [0.0, 80.0],
+                      "constant": False}
+    assert all(type(v) is float for v in stored["low"] + stored["high"])
+    back = IntensityNormalization.from_dict(stored)
+    assert back == norm
+    np.testing.assert_array_equal(back.apply(img), norm.apply(img))
+
+
+def test_a_constant_image_fits_a_constant_normalisation():
+    norm = IntensityNormalization.fit(np.full((2, 6, 6, 1), 7.0))
+    assert norm.constant and norm.high[0] > norm.low[0]
+
+
+def test_applying_to_other_channels_or_nan_is_a_clear_error():
+    norm = IntensityNormalization.fit(np.arange(32.0).reshape(2, 4, 4, 1))
+    with pytest.raises(InvalidInputError, match="image has 2 channels, the model was trained on 1"):
+        norm.apply(np.zeros((2, 4, 4, 2)))
+    bad = np.zeros((2, 4, 4, 1))
+    bad[1, 2, 3] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        norm.apply(bad)
 
 
 def test_torch_free_modules_do_not_import_torch():

@@ -5,6 +5,7 @@ import math
 import os
 import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 
 from napari_dfcseg import DFCConfig, ModelFileError, apply_model, load_model, train_model
 from napari_dfcseg.datasets import head_phantom
+from napari_dfcseg.engine.normalize import IntensityNormalization
 
 TINY = dataclasses.replace(DFCConfig.preset("fast"), n_channels=8, max_iter=3, min_labels=1,
                            batch_slices=2, patch_size=(4, 12, 12), batch_patches=1,
@@ -105,6 +107,34 @@ def test_an_intact_model_still_loads_and_labels_as_before(model, phantom, tmp_pa
     a = apply_model(model, phantom.image, spacing=phantom.spacing, mask=phantom.mask).labels
     b = apply_model(loaded, phantom.image, spacing=phantom.spacing, mask=phantom.mask).labels
     np.testing.assert_array_equal(a, b)
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_a_model_file_of_the_previous_release_loads_and_labels_as_it_did():
+    """``data/model_v1_norm_stats.pt``: written by the version whose Model held a plain
+    ``norm_stats`` dict (before ``IntensityNormalization``), trained with conftest's TINY
+    on ``head_phantom(shape=(4, 24, 20), spacing=(2.5, 1, 1))`` with its mask, seed 0;
+    ``..._labels.npy``: what that version's ``apply_model`` gave on the same phantom."""
+    phantom = head_phantom(shape=(4, 24, 20), spacing=(2.5, 1.0, 1.0))
+    loaded = load_model(DATA / "model_v1_norm_stats.pt")
+    assert isinstance(loaded.normalization, IntensityNormalization)
+    assert loaded.normalization.low == pytest.approx((361.8285331726074,))
+    assert loaded.normalization.high == pytest.approx((2445.019195556641,))
+    assert loaded.normalization.hu_window is None and not loaded.normalization.constant
+    labels = apply_model(loaded, phantom.image, spacing=phantom.spacing, mask=phantom.mask).labels
+    before = np.load(DATA / "model_v1_norm_stats_labels.npy")
+    # identical on the machine that wrote it; another CPU's float rounding may flip a rare tie
+    assert np.mean(labels == before) >= 0.995
+    assert set(np.unique(labels)) == set(np.unique(before))
+
+
+def test_the_saved_normalisation_is_the_fitted_one(model, tmp_path):
+    path = model.save(tmp_path / "model.pt")
+    stored = torch.load(path, weights_only=True)["norm_stats"]
+    assert stored == model.normalization.to_dict()
+    assert load_model(path).normalization == model.normalization
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and RLIMIT_FSIZE")

@@ -59,10 +59,8 @@ def _kmeans_on_features(result, image, mask, k=3):
     import torch
     from sklearn.cluster import KMeans
 
-    from napari_dfcseg.engine.normalize import apply_normalization
-
     net = result.model.network("cpu")
-    x = apply_normalization(image[..., None], result.model.norm_stats)
+    x = result.model.normalization.apply(image[..., None])
     with torch.no_grad():
         f = torch.cat([net(torch.from_numpy(x[:, z:z + 10]).permute(1, 0, 2, 3))
                        for z in range(0, x.shape[1], 10)])

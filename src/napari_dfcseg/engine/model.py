@@ -4,7 +4,7 @@ A :class:`Model` holds everything needed to label a new volume exactly as
 the training volume was labelled, nnU-Net style (fitted once, stored,
 applied): the config, the training voxel sizes and the per-axis kernel they
 chose, the network weights (with recalibrated BatchNorm statistics), the
-intensity normalisation statistics, and the cluster → label map.
+intensity normalisation (:class:`~.normalize.IntensityNormalization`), and the cluster → label map.
 :mod:`.pipeline` trains and applies it; this module only holds, saves and
 loads it.
 """
@@ -23,6 +23,7 @@ from ..errors import ModelFileError
 from .config import DFCConfig
 from .model_check import DamagedModel, checked_fields, one_line_text
 from .network import DFCNet, kernel_shape
+from .normalize import IntensityNormalization
 
 __all__ = ["Model", "load_model", "is_model_file"]
 
@@ -43,8 +44,9 @@ class Model:
     in_channels : int
     state_dict : dict of str → CPU tensor
         Network weights and (recalibrated) BatchNorm statistics.
-    norm_stats : dict
-        Output of :func:`~napari_dfcseg.engine.normalize.normalize_intensity`.
+    normalization : IntensityNormalization
+        Fitted on the training images; applied to every image the model labels
+        (stored in the file as ``norm_stats``, plain types).
     label_of : (p,) int64 ndarray
         Label of every cluster; 0 for clusters never seen in training.
     label_means : (K, p) float64 ndarray
@@ -68,7 +70,7 @@ class Model:
     mode: str
     in_channels: int
     state_dict: dict
-    norm_stats: dict
+    normalization: IntensityNormalization
     label_of: np.ndarray
     label_means: np.ndarray
     n_scribble_classes: int = 0
@@ -127,7 +129,7 @@ class Model:
             "mode": self.mode,
             "in_channels": int(self.in_channels),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
-            "norm_stats": dict(self.norm_stats),
+            "norm_stats": self.normalization.to_dict(),
             "label_of": torch.from_numpy(np.asarray(self.label_of, dtype=np.int64)),
             "label_means": torch.from_numpy(np.asarray(self.label_means, dtype=np.float64)),
             "n_scribble_classes": int(self.n_scribble_classes),

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .config import DFCConfig
+from .normalize import IntensityNormalization
 
 __all__ = ["DamagedModel", "checked_fields", "one_line_text", "MAX_LABEL"]
 
@@ -56,7 +57,8 @@ def _finite_floats(values, key, count=None):
     return out
 
 
-def _norm_stats(stats, in_channels):
+def _normalization(stats, in_channels):
+    """The stored ``norm_stats`` (:meth:`.IntensityNormalization.to_dict`), checked."""
     if not isinstance(stats, dict):
         raise DamagedModel("norm_stats must be a dict")
     missing = {"low", "high"} - set(stats)
@@ -74,7 +76,8 @@ def _norm_stats(stats, in_channels):
     constant = stats.get("constant", False)
     if not isinstance(constant, bool):
         raise DamagedModel("norm_stats.constant must be true or false")
-    return {"low": low, "high": high, "hu_window": window, "constant": constant}
+    return IntensityNormalization.from_dict({"low": low, "high": high, "hu_window": window,
+                                             "constant": constant})
 
 
 def _state_dict(state):
@@ -156,7 +159,7 @@ def checked_fields(payload):
         mode=mode,
         in_channels=in_channels,
         state_dict=_state_dict(payload["state_dict"]),
-        norm_stats=_norm_stats(payload["norm_stats"], in_channels),
+        normalization=_normalization(payload["norm_stats"], in_channels),
         label_of=label_of,
         label_means=_label_means(payload["label_means"], n_labels, p),
         n_scribble_classes=_int(payload, "n_scribble_classes", 0, p),

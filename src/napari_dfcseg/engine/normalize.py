@@ -1,20 +1,27 @@
 """The one intensity normalisation of the engine (torch-free).
 
 Every path into the network (``segment``, ``train_model``, ``apply_model``)
-goes through :func:`~.inputs.assemble_inputs` and then :func:`normalize_intensity` (when
-training) or :func:`apply_normalization` (when applying a saved model with
-its stored statistics), so the network always sees the same scale.
+goes through :func:`~.inputs.assemble_inputs` and then an
+:class:`IntensityNormalization`, nnU-Net style: fitted once on the training
+images (:meth:`IntensityNormalization.fit`), stored in the model file
+(:meth:`~IntensityNormalization.to_dict`, plain types) and applied to every
+image the model labels (:meth:`~IntensityNormalization.apply`), so the
+network always sees the same scale.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InvalidInputError
 
 __all__ = [
-    "normalize_intensity",
-    "apply_normalization",
+    "IntensityNormalization",
+    "check_finite",
+    "denoise",
+    "DENOISERS",
 ]
 
 # normalised intensities are clipped to this range: a few metal or air voxels
@@ -39,42 +46,8 @@ def _robust_range(values, percentiles):
     return float(low), float(high)
 
 
-def normalize_intensity(images, masks=None, *, percentiles=(0.5, 99.5), hu_window=None,
-                        max_samples=2_000_000, seed=0):
-    """Robust per-channel scaling, statistics taken inside the mask.
-
-    Channel ``c`` is mapped by ``(x - low_c) / (high_c - low_c)`` where
-    ``low_c, high_c`` are the ``percentiles`` of the channel inside the
-    mask(s), after clipping to ``hu_window`` (CT) if given; the result is
-    clipped to [-1, 2].
-
-    Parameters
-    ----------
-    images : (z, y, x, c) ndarray or list of them
-        As in :attr:`.inputs.EngineInputs.image`. Several images (reference mode)
-        share one set of statistics.
-    masks : bool ndarray, list of them, or None
-    percentiles : (float, float)
-    hu_window : (float, float) or None
-    max_samples : int
-        Voxels drawn per image to estimate the percentiles (bounds memory).
-
-    Returns
-    -------
-    normalised : (c, z, y, x) float32 ndarray or list of them
-        Channel-first, ready for the network.
-    stats : dict
-        ``{"low": [...], "high": [...], "hu_window": ... or None,
-        "constant": bool}``: plain types, stored in model files.
-
-    Raises
-    ------
-    InvalidInputError
-        If an image holds NaN or infinite values.
-    """
-    single = not isinstance(images, (list, tuple))
-    images = [images] if single else list(images)
-    masks = [masks] * len(images) if masks is None or not isinstance(masks, (list, tuple)) else list(masks)
+def _samples(images, masks, single, hu_window, max_samples, seed):
+    """Per channel, the voxel values the percentiles are taken from (inside the masks)."""
     rng = np.random.default_rng(seed)
     n_ch = images[0].shape[-1]
     samples = [[] for _ in range(n_ch)]
@@ -86,55 +59,134 @@ def normalize_intensity(images, masks=None, *, percentiles=(0.5, 99.5), hu_windo
         take = min(n, max_samples)
         if m is None:
             flat = rng.choice(n, size=take, replace=False) if take < n else np.arange(n)
-            idx = np.unravel_index(flat, img.shape[:3])
         else:
             flat = np.flatnonzero(m)  # one index array, not three
             if take < n:
                 flat = flat[np.sort(rng.choice(n, size=take, replace=False))]
-            idx = np.unravel_index(flat, img.shape[:3])
+        idx = np.unravel_index(flat, img.shape[:3])
         for c in range(n_ch):
             v = img[idx + (c,)].astype(np.float64)
             if hu_window is not None:
                 v = np.clip(v, *hu_window)
             samples[c].append(v)
-    low, high = [], []
-    constant = True
-    for c in range(n_ch):
-        lo, hi = _robust_range(np.concatenate(samples[c]), percentiles)
-        if hi > lo:
-            constant = False
-        else:
-            hi = lo + 1.0  # any scale: the channel carries no information
-        low.append(lo)
-        high.append(hi)
-    stats = {"low": low, "high": high,
-             "hu_window": None if hu_window is None else [float(v) for v in hu_window],
-             "constant": constant}
-    out = [apply_normalization(img, stats) for img in images]
-    return (out[0] if single else out), stats
+    return [np.concatenate(s) for s in samples]
 
 
-def apply_normalization(image, stats):
-    """Normalise a (z, y, x, c) image with stored ``stats``; returns (c, z, y, x) float32.
+@dataclass(frozen=True)
+class IntensityNormalization:
+    """Robust per-channel scaling: fitted once on the training images, stored, applied.
 
-    Raises ``InvalidInputError`` on NaN/Inf or a channel count that does not
-    match the statistics.
+    Channel ``c`` is mapped by ``(x - low[c]) / (high[c] - low[c])``, after
+    clipping to ``hu_window`` (CT) if set; the result is clipped to [-1, 2].
+
+    Attributes
+    ----------
+    low, high : tuple of floats
+        Per channel, ``high > low``.
+    hu_window : (float, float) or None
+    constant : bool
+        Every channel was constant inside the mask(s) when fitted: nothing to learn.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.arange(8.0).reshape(2, 2, 2, 1)          # (z, y, x, c)
+    >>> norm = IntensityNormalization.fit(image, percentiles=(0, 100))
+    >>> norm.low, norm.high
+    ((0.0,), (7.0,))
+    >>> norm.apply(image).shape                              # (c, z, y, x)
+    (1, 2, 2, 2)
+    >>> IntensityNormalization.from_dict(norm.to_dict()) == norm
+    True
     """
-    if image.shape[-1] != len(stats["low"]):
-        raise InvalidInputError(
-            f"image has {image.shape[-1]} channels, the model was trained on {len(stats['low'])}"
-        )
-    check_finite(image, "image")
-    out = np.empty((image.shape[-1],) + image.shape[:3], dtype=np.float32)
-    for c, (lo, hi) in enumerate(zip(stats["low"], stats["high"])):
-        for z in range(image.shape[0]):  # slice by slice: no float64 copy of the volume
-            v = image[z, ..., c].astype(np.float32)
-            if stats.get("hu_window") is not None:
-                np.clip(v, *stats["hu_window"], out=v)
-            v -= np.float32(lo)
-            v /= np.float32(hi - lo)
-            np.clip(v, *_CLIP, out=out[c, z])
-    return out
+
+    low: tuple
+    high: tuple
+    hu_window: tuple | None = None
+    constant: bool = False
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.low)
+
+    @classmethod
+    def fit(cls, images, masks=None, *, percentiles=(0.5, 99.5), hu_window=None,
+            max_samples=2_000_000, seed=0) -> IntensityNormalization:
+        """Fit the scaling: ``low, high`` are the ``percentiles`` of each channel inside the mask(s).
+
+        Parameters
+        ----------
+        images : (z, y, x, c) ndarray or list of them
+            As in :attr:`.inputs.EngineInputs.image`. Several images (reference mode)
+            share one scaling.
+        masks : bool ndarray, list of them, or None
+        percentiles : (float, float)
+        hu_window : (float, float) or None
+            CT: values are clipped to it before the percentiles.
+        max_samples : int
+            Voxels drawn per image to estimate the percentiles (bounds memory).
+        seed : int
+
+        Raises
+        ------
+        InvalidInputError
+            If an image holds NaN or infinite values, or images differ in channel count.
+        """
+        single = not isinstance(images, (list, tuple))
+        images = [images] if single else list(images)
+        if masks is None or not isinstance(masks, (list, tuple)):
+            masks = [masks] * len(images)
+        low, high = [], []
+        constant = True
+        for values in _samples(images, list(masks), single, hu_window, max_samples, seed):
+            lo, hi = _robust_range(values, percentiles)
+            if hi > lo:
+                constant = False
+            else:
+                hi = lo + 1.0  # any scale: the channel carries no information
+            low.append(lo)
+            high.append(hi)
+        window = None if hu_window is None else (float(hu_window[0]), float(hu_window[1]))
+        return cls(tuple(low), tuple(high), window, constant)
+
+    def apply(self, image) -> np.ndarray:
+        """Normalise a (z, y, x, c) image; returns (c, z, y, x) float32, ready for the network.
+
+        Raises
+        ------
+        InvalidInputError
+            On NaN/Inf, or a channel count other than the fitted one.
+        """
+        if image.shape[-1] != self.n_channels:
+            raise InvalidInputError(
+                f"image has {image.shape[-1]} channels, the model was trained on {self.n_channels}"
+            )
+        check_finite(image, "image")
+        out = np.empty((image.shape[-1],) + image.shape[:3], dtype=np.float32)
+        for c, (lo, hi) in enumerate(zip(self.low, self.high)):
+            for z in range(image.shape[0]):  # slice by slice: no float64 copy of the volume
+                v = image[z, ..., c].astype(np.float32)
+                if self.hu_window is not None:
+                    np.clip(v, *self.hu_window, out=v)
+                v -= np.float32(lo)
+                v /= np.float32(hi - lo)
+                np.clip(v, *_CLIP, out=out[c, z])
+        return out
+
+    def to_dict(self) -> dict:
+        """Plain types (lists, floats, bool, None), as stored in a model file's ``norm_stats``."""
+        return {"low": [float(v) for v in self.low], "high": [float(v) for v in self.high],
+                "hu_window": None if self.hu_window is None else [float(v) for v in self.hu_window],
+                "constant": bool(self.constant)}
+
+    @classmethod
+    def from_dict(cls, stats) -> IntensityNormalization:
+        """The inverse of :meth:`to_dict`; a model file's field is checked first
+        (:mod:`.model_check`), this only converts."""
+        window = stats.get("hu_window")
+        return cls(tuple(float(v) for v in stats["low"]), tuple(float(v) for v in stats["high"]),
+                   None if window is None else (float(window[0]), float(window[1])),
+                   bool(stats.get("constant", False)))
 
 
 #: values of ``DFCConfig.denoise``
@@ -147,7 +199,7 @@ def denoise(x, method, spacing=(1.0, 1.0, 1.0), *, thick_slice_ratio=2.0):
     Parameters
     ----------
     x : (c, z, y, x) float32 ndarray
-        Normalised channels (:func:`normalize_intensity`); filtered in place.
+        Normalised channels (:meth:`IntensityNormalization.apply`); filtered in place.
     method : None or "median"
         ``"median"``: a 3-voxel median along every axis not
         ``thick_slice_ratio`` times thicker than the finest (3×3×3 on

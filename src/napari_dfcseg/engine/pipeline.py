@@ -245,7 +245,7 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
     """
     from .device import reproducible, resolve_device
     from .inference import label_volume
-    from .normalize import apply_normalization, denoise
+    from .normalize import denoise
     from .sampling import TrainingVolume
 
     if not isinstance(model, Model):
@@ -262,7 +262,7 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
     # a model trained inside an automatic mask labels a new scan inside its own
     (inputs,), sources = _resolve_masks([inputs], model.config)
     dev = resolve_device(device)
-    x = denoise(apply_normalization(inputs.image, model.norm_stats), model.config.denoise,
+    x = denoise(model.normalization.apply(inputs.image), model.config.denoise,
                 inputs.spacing, thick_slice_ratio=model.config.thick_slice_ratio)
     vol = TrainingVolume(x, inputs.mask, None, inputs.spacing)
     with reproducible(model.seed, dev):
@@ -306,7 +306,7 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
     """Train one network on ``inputs`` (list of EngineInputs) and label them with it."""
     from .device import reproducible, resolve_device
     from .inference import label_volume
-    from .normalize import check_finite, denoise, normalize_intensity
+    from .normalize import IntensityNormalization, check_finite, denoise
     from .sampling import TrainingVolume
     from .training import train_network
 
@@ -322,13 +322,14 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
     for k, i in enumerate(inputs):  # before the automatic mask, whose ITK filters fail on NaN
         check_finite(i.image, "image" if len(inputs) == 1 else f"images[{k}]")
     inputs, mask_sources = _resolve_masks(inputs, config)
-    xs, stats = normalize_intensity([i.image for i in inputs], [i.mask for i in inputs],
-                                    percentiles=config.percentiles, hu_window=config.hu_window,
-                                    seed=seed)
+    normalization = IntensityNormalization.fit([i.image for i in inputs], [i.mask for i in inputs],
+                                               percentiles=config.percentiles,
+                                               hu_window=config.hu_window, seed=seed)
+    xs = [normalization.apply(i.image) for i in inputs]
     xs = [denoise(x, config.denoise, i.spacing, thick_slice_ratio=config.thick_slice_ratio)
           for x, i in zip(xs, inputs)]
     volumes = [TrainingVolume(x, i.mask, i.scribbles, i.spacing) for x, i in zip(xs, inputs)]
-    if stats["constant"]:
+    if normalization.constant:
         return _Fit(None, inputs, [], config, mask_sources)
     config, reason = _resolve_config(volumes, config, n_scribble, seed)
     if config.mixture_components:
@@ -353,7 +354,7 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
                                  n_scribble_classes=n_scribble, n_clusters=config.n_clusters)
     model = Model(config=config, mode=mode, in_channels=inputs[0].n_channels,
                   state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                  norm_stats=stats, label_of=label_of,
+                  normalization=normalization, label_of=label_of,
                   label_means=label_means(label_of, counts, feature_sum),
                   n_scribble_classes=n_scribble, seed=int(seed),
                   n_iterations=history.n_iterations, kernel_shape=net.kernel_shape,
