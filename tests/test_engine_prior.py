@@ -99,3 +99,29 @@ def test_scribble_mixture_has_one_component_per_class_from_the_scribbled_voxels(
     # a class id with no scribbled voxel: no mixture (the paper's argmax is used)
     scribbles[scribbles == 1] = 3
     assert scribble_mixture([TrainingVolume(x, None, scribbles, (1.0, 1.0, 1.0))]) is None
+
+
+def test_mixture_of_repeated_values_equals_the_mixture_of_every_sample(monkeypatch):
+    # CT and most MR intensities take a few thousand distinct values: EM runs on those,
+    # each weighted by its count; that must be the EM over every sample
+    import napari_dfcseg.engine.prior as prior
+
+    rng = np.random.default_rng(3)
+    hu = np.round(np.concatenate([rng.normal(-80, 20, 4000), rng.normal(40, 15, 9000),
+                                  rng.normal(700, 250, 1500)]))
+    x = ((hu - hu.min()) / np.ptp(hu))[:, None]
+    assert prior._distinct_rows(x) is not None  # this data takes the weighted path
+    for tied, init in ((False, "quantile"), (True, "quantile"), (False, "uniform")):
+        fast = fit_gaussian_mixture(x, 4, tied=tied, init=init)
+        with monkeypatch.context() as m:
+            m.setattr(prior, "_distinct_rows", lambda values: None)
+            every = fit_gaussian_mixture(x, 4, tied=tied, init=init)
+        for a, b in zip(fast, every):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    # a second channel (a different window of the same values) takes the same path
+    two = np.concatenate([x, np.clip(x * 3 - 1, 0, 1)], axis=1)
+    assert prior._distinct_rows(two) is not None
+    means = fit_gaussian_mixture(two, 3)[0]
+    with monkeypatch.context() as m:
+        m.setattr(prior, "_distinct_rows", lambda values: None)
+        np.testing.assert_allclose(means, fit_gaussian_mixture(two, 3)[0], rtol=1e-6)

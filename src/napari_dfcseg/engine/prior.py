@@ -28,10 +28,12 @@ __all__ = ["fit_gaussian_mixture", "fit_intensity_mixture", "scribble_mixture",
 _MAX_SAMPLES = 200_000
 
 
-def _kmeans(x, k, n_iter=100, init="quantile"):
+def _kmeans(x, k, n_iter=100, init="quantile", rows=None):
     """Lloyd's k-means from equal-count ("quantile") or equal-width ("uniform") bins of channel 0.
 
-    Returns the assignment.
+    ``rows`` (optional): ``(values, counts, inverse)`` of :func:`_distinct_rows`;
+    the iterations then run on the distinct rows (each counted as often as it
+    occurs), which is the same k-means. Returns the assignment of every row of ``x``.
     """
     if init == "uniform":
         edges = np.linspace(x[:, 0].min(), x[:, 0].max(), k + 1)[1:-1]
@@ -41,14 +43,48 @@ def _kmeans(x, k, n_iter=100, init="quantile"):
         assign = np.empty(len(x), dtype=np.int64)
         for i, part in enumerate(np.array_split(order, k)):
             assign[part] = i
+    # the first centres from the start's bins (equal-count bins may split tied values);
+    # every later assignment depends on a row's value only
+    centres = np.stack([x[assign == i].mean(0) if np.any(assign == i) else x.mean(0)
+                        for i in range(k)])
+    values, counts, inverse = rows if rows is not None else (x, None, None)
+    current = None
     for _ in range(n_iter):
-        centres = np.stack([x[assign == i].mean(0) if np.any(assign == i) else x.mean(0)
-                            for i in range(k)])
-        new = ((x[:, None, :] - centres[None]) ** 2).sum(2).argmin(1)
-        if np.array_equal(new, assign):
+        if current is not None:
+            centres = np.stack([_weighted_mean(values, counts, current == i)
+                                if np.any(current == i) else x.mean(0) for i in range(k)])
+        new = ((values[:, None, :] - centres[None]) ** 2).sum(2).argmin(1)
+        if current is None:
+            if np.array_equal(new if inverse is None else new[inverse], assign):
+                break
+        elif np.array_equal(new, current):
             break
-        assign = new
-    return assign
+        current = new
+    if current is None:
+        return assign
+    return current if inverse is None else current[inverse]
+
+
+def _weighted_mean(values, counts, where):
+    if counts is None:
+        return values[where].mean(0)
+    w = counts[where]
+    return (values[where] * w[:, None]).sum(0) / w.sum()
+
+
+def _distinct_rows(x):
+    """``(values, counts, inverse)`` of the distinct rows of ``x``, or None when few repeat.
+
+    Intensities of CT (integer HU) and of most MR scans take a few thousand
+    distinct values, also after normalisation and a median filter (a median
+    picks one of the values): EM over the distinct values, each weighted by
+    its count, is the same EM at a fraction of the cost (200 000 samples of
+    the public CT: 2 000-5 000 distinct values).
+    """
+    values, inverse, counts = np.unique(x, axis=0, return_inverse=True, return_counts=True)
+    if len(values) > len(x) // 4:
+        return None
+    return values, counts.astype(np.float64), inverse.reshape(-1)
 
 
 def fit_gaussian_mixture(samples, n_components, *, n_iter=500, tol=1e-7, tied=False, var_floor=None,
@@ -77,8 +113,9 @@ def fit_gaussian_mixture(samples, n_components, *, n_iter=500, tol=1e-7, tied=Fa
     x = np.asarray(samples, dtype=np.float64)
     n, c = x.shape
     k = int(min(n_components, max(1, n)))
+    rows = _distinct_rows(x) if n > 1 else None
     # deterministic start: k-means from equal-count bins of channel 0
-    assign = _kmeans(x, k, init=init)
+    assign = _kmeans(x, k, init=init, rows=rows)
     parts = [np.flatnonzero(assign == i) for i in range(k)]
     parts = [p if p.size else np.arange(n) for p in parts]
     means = np.stack([x[p].mean(0) for p in parts])
@@ -86,18 +123,25 @@ def fit_gaussian_mixture(samples, n_components, *, n_iter=500, tol=1e-7, tied=Fa
         var_floor = max(1e-6, 1e-4 * float(x.var(0).mean()))
     variances = np.stack([x[p].var(0) for p in parts]) + var_floor
     weights = np.array([p.size for p in parts], dtype=np.float64) / n
+    # EM over the distinct rows, each weighted by its count (identical sums, regrouped)
+    values, counts = (x, None) if rows is None else rows[:2]
+    squares = values * values
     previous = -np.inf
     for _ in range(n_iter):
-        log_p = _log_joint(x, means, variances, weights)
+        log_p = _log_joint(values, means, variances, weights)
         top = log_p.max(1, keepdims=True)
         resp = np.exp(log_p - top)
         total = resp.sum(1, keepdims=True)
-        likelihood = float((np.log(total) + top).mean())
-        resp /= total
+        if counts is None:
+            likelihood = float((np.log(total) + top).mean())
+            resp /= total
+        else:
+            likelihood = float(counts @ (np.log(total) + top)[:, 0]) / n
+            resp *= counts[:, None] / total
         nk = resp.sum(0) + 1e-12
         weights = nk / n
-        means = (resp.T @ x) / nk[:, None]
-        variances = (resp.T @ (x * x)) / nk[:, None] - means ** 2 + var_floor
+        means = (resp.T @ values) / nk[:, None]
+        variances = (resp.T @ squares) / nk[:, None] - means ** 2 + var_floor
         if tied:  # one variance for all components (a soft k-means)
             variances = np.broadcast_to((weights[:, None] * variances).sum(0), variances.shape).copy()
         if likelihood - previous < tol * abs(likelihood):
