@@ -54,14 +54,18 @@ def _wait_finished(qtbot, widget, timeout=60_000):
 def test_run_adds_clusters_layer_on_the_image_that_edits_undoes_and_saves(make_napari_viewer, qtbot, tmp_path):
     volume, _ = _oblique_phantom_volume()
     viewer, image, widget = _viewer_with_widget(make_napari_viewer, volume)
-    added = []
+    added, previewed = [], []
     viewer.layers.events.inserted.connect(lambda e: added.append(e.value.name))
-    widget.run()
+    handle = widget.run()
+    # after the widget's own handler: the preview is in the result layer while the run goes on
+    handle.worker.yielded.connect(lambda r: r.info.get("preview") is not None and previewed.append(
+        "phantom labels" in [layer.name for layer in viewer.layers]
+        and bool(viewer.layers["phantom labels"].data.any())))
     _wait_finished(qtbot, widget)
 
     [out] = [layer for layer in viewer.layers if layer.name == "phantom labels"]
-    assert "phantom preview" in added  # a live preview was shown...
-    assert "phantom preview" not in viewer.layers  # ...and removed at the end
+    assert previewed and all(previewed)  # a live preview was shown in the result layer...
+    assert added == ["phantom body", "phantom labels"]  # ...which no other layer came and went for
     assert out.data.shape == image.data.shape
     assert out.data.max() >= 2
     for k, j, i in [(0, 0, 0), (5, 31, 27), (2, 10, 20)]:

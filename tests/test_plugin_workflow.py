@@ -133,6 +133,28 @@ def test_second_run_replaces_the_result_as_one_undo_step_unless_unticked(make_na
     assert len([layer for layer in viewer.layers if layer.name.startswith("head labels")]) == 2
 
 
+def test_a_cancelled_second_run_leaves_the_previous_result_as_it_was(make_napari_viewer, qtbot):
+    """The second run previews into the result it replaces, locked; a cancel gives it back intact."""
+    viewer, _, widget, _ = _phantom_viewer(make_napari_viewer, region=REGION_WHOLE, tissues="3")
+    widget.run()
+    _wait(qtbot, widget)
+    first = widget.output_layer
+    kept, history = first.data.copy(), len(first._undo_history)
+    widget.settings.max_iter.value = 5000
+    widget.preview.min_interval_s = 0.0
+    previews = []
+    handle = widget.run()
+    handle.worker.yielded.connect(
+        lambda r: r.info.get("preview") is not None and previews.append(first.editable))
+    qtbot.waitUntil(lambda: len(previews) >= 2, timeout=60_000)
+    assert previews == [False] * len(previews)  # no brush strokes into a layer the run writes
+    widget.cancel()
+    _wait(qtbot, widget, timeout=20_000)
+    np.testing.assert_array_equal(first.data, kept)
+    assert first.editable and len(first._undo_history) == history
+    assert [layer.name for layer in viewer.layers].count("head labels") == 1
+
+
 def test_run_record_in_metadata_and_exported_settings_rebuild_the_same_config(
         make_napari_viewer, qtbot, tmp_path):
     viewer, _, widget, _ = _phantom_viewer(make_napari_viewer, region=REGION_WHOLE, tissues="4", seed=3)

@@ -1,9 +1,18 @@
-"""The live preview of a run: the slice the user is looking at, shown without taking over the viewer.
+"""The live preview of a run, written into the layer that will hold the result.
 
 The engine computes the preview (cluster ids of one slice) on its own thread;
-here it only becomes a one-slice Labels layer sitting on that slice. The
-preview never changes the layer selection or the dims point, and is shown at
-most every ``min_interval_s`` so the event loop stays free for the user.
+here it is written into the viewed slice of the result layer: the previous
+result when the run replaces it, else a new ``<image> labels`` layer made at
+the first preview, which the result then fills. No layer is added or removed
+for the preview itself: in napari each costs the event loop 0.1-0.8 s
+(vispy visuals and the Labels tool overlays built on the GUI thread, a
+``gc.collect`` on removal), far more than writing one slice.
+
+The preview never changes the layer selection or the dims point; it is
+shown at most every ``min_interval_s``, only in a 2D view (in 3D every write
+would upload the whole volume again), and a slice it overwrote gets its
+values back when the preview moves on, the run is cancelled or the result
+arrives.
 """
 
 from __future__ import annotations
@@ -12,14 +21,14 @@ import time
 
 import numpy as np
 
-from ._layers import labels_colormap, output_layer_kwargs, slice_layer_kwargs
+from ._layers import labels_colormap, output_layer_kwargs
 from ._view import keep_selection
 
 __all__ = ["LivePreview"]
 
 
 class LivePreview:
-    """A ``… preview`` layer that follows a run.
+    """Live preview of one run in its result layer.
 
     Parameters
     ----------
@@ -32,50 +41,85 @@ class LivePreview:
         self._viewer = viewer
         self.min_interval_s = float(min_interval_s)
         self._image = None
-        self.layer = None
+        self._name = None
+        self.layer = None  # the layer the preview writes into
+        self._created = False  # True: the preview made self.layer (a cancel removes it)
+        self._saved = {}  # slice index -> the values the preview overwrote there
+        self._editable = True
         self._last = 0.0
         self._slice = None
-        self._colormap = None
-        self._index = None
 
     # ------------------------------------------------------------ the run
-    def start(self, image):
-        """Prepare a preview of ``image`` (call on the GUI thread before the run)."""
-        self._image = image
-        self.layer = None
+    def start(self, image, name, target=None):
+        """Prepare a preview of ``image`` (GUI thread, before the run).
+
+        Parameters
+        ----------
+        image : napari.layers.Image
+        name : str
+            Name of the layer made at the first preview when there is no ``target``.
+        target : napari.layers.Labels, optional
+            The previous result, which this run replaces: the preview is written
+            into it (it is locked against edits until the run ends).
+        """
+        self._image, self._name = image, name
+        self.layer, self._created, self._saved = target, False, {}
         self._last = 0.0
-        # a fresh colormap per run (the layer may become the result, which owns it);
-        # ~3 ms once the widget's warm-up has built the first one
-        self._colormap = labels_colormap()
+        if target is not None:
+            self._editable = target.editable
+            target.editable = False  # the run writes into it: no brush strokes meanwhile
         self._update_slice()
         self._viewer.dims.events.current_step.connect(self._update_slice)
 
+    def finish(self):
+        """End the preview and hand over its layer (with its own values back), or None.
+
+        The caller writes the result into the returned layer.
+        """
+        layer = self.layer
+        self._restore_all()
+        self._disconnect()
+        if layer is not None and layer not in self._viewer.layers:
+            layer = None
+        self._unlock(layer)
+        self.layer, self._created, self._image = None, False, None
+        return layer
+
     def stop(self):
-        """Remove the preview layer (the run finished, failed or was cancelled)."""
+        """Undo the preview (the run failed or was cancelled): restore or remove its layer."""
+        layer, created = self.layer, self._created
+        self._restore_all()
+        self._disconnect()
+        if layer is not None and layer in self._viewer.layers:
+            if created:
+                with keep_selection(self._viewer):
+                    self._viewer.layers.remove(layer)
+            else:
+                self._unlock(layer)
+        self.layer, self._created, self._image = None, False, None
+
+    def _disconnect(self):
         try:
             self._viewer.dims.events.current_step.disconnect(self._update_slice)
         except (TypeError, ValueError, RuntimeError):
             pass
-        if self.layer is not None and self.layer in self._viewer.layers:
-            with keep_selection(self._viewer):
-                self._viewer.layers.remove(self.layer)
-        self.layer = None
-        self._image = None
 
-    def take_layer(self):
-        """Hand the preview layer over (the result reuses it: no new layer at the end), or None."""
-        layer = self.layer
-        self.layer = None
-        if layer is None or layer not in self._viewer.layers:
-            return None
-        return layer
+    def _unlock(self, layer):
+        if layer is not None:
+            layer.editable = True if self._created else self._editable
 
     # ---------------------------------------------------- which slice
-    def _update_slice(self, *_):
+    @property
+    def _sliced(self):
+        """True when the preview is one slice of a 3D image (not a whole 2D or colour image)."""
         image = self._image
-        if image is None or image.ndim != 3 or image.rgb:
+        return image is not None and image.ndim == 3 and not image.rgb
+
+    def _update_slice(self, *_):
+        if not self._sliced:
             self._slice = None
             return
+        image = self._image
         point = np.asarray(self._viewer.dims.point)[-3:]
         k = int(round(float(image.world_to_data(point)[0])))
         self._slice = int(np.clip(k, 0, image.data.shape[0] - 1))
@@ -86,31 +130,54 @@ class LivePreview:
 
     # ------------------------------------------------------------ showing
     def show(self, preview, index, force=False):
-        """Show ``preview`` (y, x) as slice ``index`` of the image; throttled unless ``force``."""
-        image = self._image
-        if image is None:
+        """Write ``preview`` (y, x) into slice ``index`` of the result layer; throttled unless ``force``."""
+        if self._image is None or self._viewer.dims.ndisplay != 2:
             return
         now = time.perf_counter()
         if not force and self.layer is not None and now - self._last < self.min_interval_s:
             return
         self._last = now
-        preview = np.asarray(preview)
-        if image.ndim == 3 and preview.ndim == 2 and not image.rgb:
-            data, placement = preview[np.newaxis], slice_layer_kwargs(image, index)
-        else:
-            data, placement = preview, output_layer_kwargs(image)
-            placement.pop("metadata")
-        layer = self.layer
-        if layer is not None and layer in self._viewer.layers:
-            if index != self._index and "affine" in placement:
-                layer.affine = placement["affine"]  # the user moved to another slice
-            layer.data = data
-            self._index = index
-            return
+        layer = self.layer if self.layer is not None and self.layer in self._viewer.layers \
+            else self._new_layer()
+        data = layer.data
+        top = np.iinfo(data.dtype).max if np.issubdtype(data.dtype, np.integer) else None
+        values = np.asarray(preview)
+        if top is not None and values.size and int(values.max()) > top:
+            values = np.minimum(values, top)
+        key = int(index) if self._sliced else 0
+        for k in [k for k in self._saved if k != key]:
+            self._restore(k)  # the user moved on: the old slice gets its values back
+        view = data[key] if self._sliced else data
+        if key not in self._saved:
+            self._saved[key] = np.array(view, copy=True)
+        view[...] = values.reshape(view.shape)
+        layer.refresh()
+
+    def _new_layer(self):
+        image = self._image
+        shape = image.data.shape[: image.ndim]
+        placement = output_layer_kwargs(image)
         with keep_selection(self._viewer):
-            self.layer = self._viewer.add_labels(
-                data, name=f"{image.name} preview", opacity=0.6, colormap=self._colormap,
+            layer = self._viewer.add_labels(
+                np.zeros(shape, np.uint8), name=self._name, colormap=labels_colormap(),
+                opacity=0.5,  # the anatomy shows through, as in Slicer's Segment Editor
                 **placement,
             )
-        self.layer.editable = False
-        self._index = index
+        layer.editable = False  # until the result is in
+        self.layer, self._created, self._saved = layer, True, {}
+        return layer
+
+    def _restore(self, key):
+        saved = self._saved.pop(key)
+        layer = self.layer
+        if layer is None or layer not in self._viewer.layers:
+            return
+        if self._sliced:
+            layer.data[key] = saved
+        else:
+            layer.data[...] = saved
+        layer.refresh()
+
+    def _restore_all(self):
+        for key in list(self._saved):
+            self._restore(key)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RunInputs", "RunOutput", "segment_call", "apply_model_call", "auto_region",
-           "run_record", "write_settings", "RUN_KEY", "STAGE_TEXT"]
+__all__ = ["RunInputs", "RunOutput", "segment_call", "apply_model_call", "recorded_call",
+           "auto_region", "run_record", "write_settings", "RUN_KEY", "STAGE_TEXT"]
 
 #: layer-metadata key of the run record (parameters, seed, tissues chosen, timings)
 RUN_KEY = "dfcseg_run"
@@ -57,6 +57,8 @@ class RunOutput:
     region: np.ndarray | None  # the automatic region (bool), when one was computed
     region_source: str  # "auto", "layer" or "whole"
     seconds: dict  # wall seconds per stage
+    n_labels: int = 0  # distinct labels > 0 (counted on the worker thread)
+    record: dict = field(default_factory=dict)  # :func:`run_record`, for the layer's metadata
 
 
 def auto_region(image, spacing, modality=""):
@@ -185,6 +187,18 @@ def apply_model_call(model_path, inputs, *, device, progress, cancel):
     result = apply_model(model, engine_inputs, device=device, progress=progress, cancel=cancel)
     seconds["total"] = time.perf_counter() - start
     return RunOutput(result=result, region=auto, region_source=source, seconds=seconds)
+
+
+def recorded_call(call, *, progress, cancel, **record):
+    """Run ``call`` and count its labels and build its :func:`run_record` on the worker thread.
+
+    Both walk the whole label volume or the config: done here, the GUI
+    thread only puts the finished values into the layer.
+    """
+    output = call(progress=progress, cancel=cancel)
+    output.n_labels = int(output.result.n_labels)
+    output.record = run_record(output, **record)
+    return output
 
 
 def _plain(value):

@@ -3,8 +3,9 @@
 Thin: it references layer data on the GUI thread, hands a bound call of
 :mod:`._run` to :mod:`._worker`, and turns the worker's signals into layers,
 a progress bar and notifications. Geometry goes through :mod:`._layers`,
-label edits through :mod:`._label_table`, the live preview through
-:mod:`._preview`, files through :mod:`._writer` and the engine.
+label edits through :mod:`._label_table`, the result, body-outline and
+preview layers through :mod:`._results`, files through :mod:`._writer` and
+the engine.
 """
 
 from __future__ import annotations
@@ -30,19 +31,16 @@ from qtpy.QtWidgets import (
 )
 
 from . import _view
-from ._label_table import SOURCE_KEY, LabelTable, apply_labels_edit
-from ._layers import labels_colormap, output_layer_kwargs, region_colormap, spacing_of_layer
-from ._preview import LivePreview
-from ._run import RUN_KEY, STAGE_TEXT, RunInputs, apply_model_call, run_record, segment_call, \
-    warm_up
+from ._label_table import LabelTable
+from ._layers import labels_colormap, output_layer_kwargs, spacing_of_layer
+from ._results import RunLayers, warm_up_visuals
+from ._run import STAGE_TEXT, RunInputs, apply_model_call, recorded_call, segment_call, warm_up
 from ._save import MODEL_FILTER, SaveActions
 from ._settings import RunSettings
 from ._worker import describe_error, start_engine_run, start_function
 
 __all__ = ["DFCSegWidget", "SHORTCUTS"]
 
-#: layer-metadata key marking an automatic body-outline layer (value: its image's name)
-REGION_KEY = "dfcseg_region_of"
 #: keyboard shortcuts of the widget (active anywhere in the napari window)
 SHORTCUTS = {"run": "Ctrl+Shift+R", "cancel": "Ctrl+Shift+X",
              "next_label": "Ctrl+Shift+Down", "previous_label": "Ctrl+Shift+Up"}
@@ -69,13 +67,11 @@ class DFCSegWidget(SaveActions, QWidget):
         self.viewer = napari_viewer
         self.run_handle = None  # the EngineRun in progress
         self.last_result = None  # SegmentationResult of the last run (its model for "Save model…")
-        self.output_layer = None
-        self.region_layer = None  # the automatic body outline of the last run
         self._progress = None
         self._run = None  # what the run in progress needs when it returns
-        self.preview = LivePreview(napari_viewer)
 
         self.settings = RunSettings(napari_viewer)
+        self.layers = RunLayers(napari_viewer, self.settings)
         self.add_scribbles_button = QPushButton("Add scribbles layer")
         self.add_scribbles_button.setToolTip(
             "An empty Labels layer on the image, brush selected: paint tissues 1, 2, 3…"
@@ -167,8 +163,24 @@ class DFCSegWidget(SaveActions, QWidget):
         )
         self.reset_choices()
         _view.orient_like_slicer(napari_viewer)
+        warm_up_visuals()
         self.warm_up_worker = start_function(warm_up, on_returned=lambda _: None,
                                              on_errored=lambda _: None)
+
+    @property
+    def output_layer(self):
+        """The result layer of the last run (None before the first)."""
+        return self.layers.output_layer
+
+    @property
+    def region_layer(self):
+        """The automatic body-outline layer of the last run (or None)."""
+        return self.layers.region_layer
+
+    @property
+    def preview(self):
+        """The :class:`~._preview.LivePreview` of the run in progress."""
+        return self.layers.preview
 
     def _add_shortcuts(self):
         # children of the widget with a window context: active anywhere in the
@@ -296,14 +308,16 @@ class DFCSegWidget(SaveActions, QWidget):
     def _start(self, call, image, *, suffix, record):
         from napari.utils import progress
 
-        self._run = {"image": image, "suffix": suffix, "record": record,
+        self._run = {"image": image, "suffix": suffix,
                      "start": time.perf_counter(), "train_start": None}
+        # the label count and the run record are made on the worker thread
+        call = functools.partial(recorded_call, call, image_name=image.name, **record)
         self._progress = progress(total=0, desc=f"DFC {image.name}: starting")
         self.run_button.setEnabled(False)
         self.apply_model_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting…")
-        self.preview.start(image)
+        self.layers.begin(image, suffix, replace=self.replace_box.isChecked())
         self.run_handle = start_engine_run(
             call,
             on_progress=self._on_progress,
@@ -327,7 +341,7 @@ class DFCSegWidget(SaveActions, QWidget):
         info = report.info
         stage = info.get("stage")
         if info.get("region") is not None:
-            self._show_region(self._run["image"], info["region"])
+            self.layers.show_region(self._run["image"], info["region"])
             self._run["region_shown"] = True
         if stage in STAGE_TEXT:
             self._set_progress(STAGE_TEXT[stage], 0, 0)
@@ -362,99 +376,33 @@ class DFCSegWidget(SaveActions, QWidget):
 
     def _on_returned(self, output):
         run = self._run
-        image, record = run["image"], run["record"]
-        result = output.result
+        image, result = run["image"], output.result
         self.last_result = result
         if output.region is not None and not run.get("region_shown"):
-            self._show_region(image, output.region)
-        metadata = run_record(output, image_name=image.name, mode=record["mode"],
-                              seed=record["seed"], preset=record["preset"],
-                              model_path=record.get("model_path"))
-        layer = self._show_result(image, result.labels, run["suffix"], metadata)
+            self.layers.show_region(image, output.region)
+        metadata = output.record
+        layer = self.layers.finish(image, result.labels, run["suffix"], metadata)
         self.save_model_button.setEnabled(getattr(result, "model", None) is not None)
         chosen = metadata.get("tissues_chosen")
         how = f" (tissue count chosen automatically: {chosen})" if chosen and \
             self.settings.tissue_count() is None else ""
         self.status.setText(
-            f"Done: {result.n_labels} labels{how} in {_duration(time.perf_counter() - run['start'])}."
+            f"Done: {output.n_labels} labels{how} in {_duration(time.perf_counter() - run['start'])}."
             " Correct them with the brush, then Save labels…"
         )
         self.label_table.show_layer(layer)
 
-    def _show_result(self, image, labels, suffix, metadata):
-        """Put ``labels`` into the previous result layer (one undo step) or a new layer."""
-        old = self.output_layer
-        if (self.replace_box.isChecked() and old is not None and old in self.viewer.layers
-                and old.metadata.get(SOURCE_KEY) == image.name and old.data.shape == labels.shape):
-            if old.data.dtype == labels.dtype:
-                apply_labels_edit(old, tuple(slice(None) for _ in labels.shape), labels)
-            else:
-                old.data = labels
-                old._reset_history()  # the old undo steps do not fit the new array
-            old.metadata[RUN_KEY] = metadata
-            self.viewer.layers.selection.active = old
-            return old
-        placement = output_layer_kwargs(image)
-        layer = self.preview.take_layer()
-        if layer is not None:
-            # the preview layer becomes the result: no new layer (and canvas visual) at the end
-            for key in ("scale", "translate", "rotate", "shear", "affine"):
-                setattr(layer, key, placement[key])
-            layer.data = labels
-            layer.metadata.update(placement["metadata"])
-            layer.name = f"{image.name} {suffix}"
-            layer.opacity = 0.5
-            layer.editable = True
-        else:
-            layer = self.viewer.add_labels(
-                labels, name=f"{image.name} {suffix}", colormap=labels_colormap(),
-                opacity=0.5,  # the anatomy shows through, as in Slicer's Segment Editor
-                **placement,
-            )
-        layer.metadata[SOURCE_KEY] = image.name
-        layer.metadata[RUN_KEY] = metadata
-        self.output_layer = layer
-        self.viewer.layers.selection.active = layer
-        return layer
-
-    def _show_region(self, image, region):
-        """Show the automatic body outline as an editable Labels layer, and use it next time."""
-        data = region.astype(np.uint8)
-        old = self.region_layer
-        if old is not None and old in self.viewer.layers and \
-                old.metadata.get(REGION_KEY) == image.name and old.data.shape == data.shape:
-            old.data = data
-            old._reset_history()
-            layer = old
-        else:
-            with _view.keep_selection(self.viewer):
-                layer = self.viewer.add_labels(
-                    data, name=f"{image.name} body", colormap=region_colormap(), opacity=0.7,
-                    blending="translucent_no_depth", **output_layer_kwargs(image),
-                )
-            layer.contour = 1  # an outline: the result shows through
-            layer.metadata[REGION_KEY] = image.name
-            self.region_layer = layer
-            if self._run is not None:
-                self._run["region_added"] = layer  # a cancelled run takes it away again
-        self.settings.reset_choices()
-        self.settings.region.value = layer
-
     def _on_errored(self, exc):
         from napari_dfcseg.errors import Cancelled
 
-        added = (self._run or {}).get("region_added")
-        if added is not None and added in self.viewer.layers:
-            with _view.keep_selection(self.viewer):
-                self.viewer.layers.remove(added)
-            self.settings.region.value = "auto"
+        self.layers.abort()
         if isinstance(exc, Cancelled):
             self.status.setText("Cancelled: nothing was added.")
             return
         self._error(describe_error(exc))
 
     def _on_finished(self):
-        self.preview.stop()
+        self.layers.preview.stop()  # nothing left to undo after a result or an abort
         if self._progress is not None:
             self._progress.close()
             self._progress = None

@@ -152,6 +152,7 @@ def start_engine_run(call, *, on_progress, on_returned, on_errored, on_finished,
     worker.yielded.connect(on_progress)
     worker.returned.connect(lambda outcome: _dispatch(outcome, on_returned, on_errored))
     worker.finished.connect(on_finished)
+    _keep_until_finished(worker, cancel)
     worker.start()
     return EngineRun(worker=worker, cancel_event=cancel)
 
@@ -166,8 +167,41 @@ def start_function(func, *args, on_returned, on_errored, on_finished=None, **kwa
     worker.returned.connect(lambda outcome: _dispatch(outcome, on_returned, on_errored))
     if on_finished is not None:
         worker.finished.connect(on_finished)
+    _keep_until_finished(worker)
     worker.start()
     return worker
+
+
+#: workers still running: a widget closed meanwhile (its viewer closed, a test
+#: ended) must not take its workers' signal objects with it, and Python must not
+#: exit under them: a thread's last ``finished.emit()`` on a deleted signal
+#: object raises in Qt's thread pool and aborts the process (exit code 134)
+_RUNNING = set()
+_CANCELS = set()  # cancel events of the engine runs in progress
+_EXIT_WAIT_MS = 60_000
+
+
+def _keep_until_finished(worker, cancel=None):
+    if not _RUNNING and not _CANCELS:
+        import atexit
+
+        atexit.unregister(_wait_for_workers)
+        atexit.register(_wait_for_workers)
+    _RUNNING.add(worker)
+    if cancel is not None:
+        _CANCELS.add(cancel)
+    worker.finished.connect(lambda: (_RUNNING.discard(worker), _CANCELS.discard(cancel)))
+
+
+def _wait_for_workers():
+    """At interpreter exit: stop the engine runs and let every worker thread end first."""
+    for cancel in list(_CANCELS):
+        cancel.set()
+    try:
+        from qtpy.QtCore import QThreadPool
+    except ImportError:  # pragma: no cover - Qt is gone already
+        return
+    QThreadPool.globalInstance().waitForDone(_EXIT_WAIT_MS)
 
 
 def describe_error(exc):
