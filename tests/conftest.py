@@ -9,7 +9,9 @@ Import the helpers with ``from conftest import ...`` (pytest puts tests/ on the 
   slice, with an oblique ImageOrientationPatient (``rotation=np.eye(3)`` for an
   axial one), anisotropic voxels, a non-zero origin, rescale slope/intercept and
   patient identifiers (to check they never leak);
-- ``write_oblique_nifti``: a NIfTI whose sform/qform are oblique.
+- ``write_oblique_nifti``: a NIfTI whose sform/qform are oblique;
+- ``run_cli(*args)``: ``dfcseg ARGS`` in this process (the CLI's ``main``), and
+  ``run_cli_process(*args)`` in a fresh interpreter, both returning a ``CompletedProcess``.
 
 The writers return what they wrote, so tests can compare a reader's output
 with the ground truth. Fixtures: ``make_dicom_series``, ``make_oblique_nifti``
@@ -51,6 +53,83 @@ def write_nifti(path, zyx, affine=AFFINE):
     img.header.set_qform(affine, code=1)
     nib.save(img, str(path))
     return Path(path)
+
+
+def run_cli(*args, cwd=None, timeout=None):
+    """``dfcseg ARGS`` in this process: :func:`napari_dfcseg.cli.main`, the function the console
+    script and ``python -m napari_dfcseg`` run, with stdout / stderr captured (not terminals),
+    warnings filtered as in a fresh interpreter, one torch thread, ``cwd`` as working folder.
+
+    Returns a :class:`subprocess.CompletedProcess` (``returncode``, ``stdout``, ``stderr``), as
+    :func:`run_cli_process` does. A fresh interpreter costs ~2 s of torch import per call, which
+    is most of what the CLI tests took; what only a process shows (exit status of the
+    interpreter, signals, the console script, a small disk) uses :func:`run_cli_process`.
+    ``timeout`` is accepted for the same signature and ignored.
+    """
+    import contextlib
+    import io
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import warnings
+
+    import torch
+
+    from napari_dfcseg.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = [str(a) for a in args]
+    threads = torch.get_num_threads()
+    here = os.getcwd()
+    # file descriptors 1 and 2 too: what C++ libraries (ITK, torch) print bypasses sys.stderr
+    fd_out, fd_err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        torch.set_num_threads(1)
+        if cwd is not None:
+            os.chdir(cwd)
+        os.dup2(fd_out.fileno(), 1)
+        os.dup2(fd_err.fileno(), 2)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            warnings.resetwarnings()  # a fresh interpreter's filters (and no pytest "error" filters)
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", category)
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse's --help / --version
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        os.chdir(here)
+        torch.set_num_threads(threads)
+
+    def text(stream, fd_file):
+        fd_file.seek(0)
+        return stream.getvalue() + fd_file.read().decode(errors="replace")
+
+    try:
+        return subprocess.CompletedProcess(["dfcseg", *argv], code, text(out, fd_out), text(err, fd_err))
+    finally:
+        fd_out.close()
+        fd_err.close()
+
+
+def run_cli_process(*args, timeout=240, cwd=None, **kwargs):
+    """``python -m napari_dfcseg ARGS`` in a fresh interpreter, stderr a pipe, one thread."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "napari_dfcseg", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
+                          stdin=subprocess.DEVNULL, **kwargs)
 
 
 def rotation_matrix(angles_deg=(15.0, -10.0, 25.0)):

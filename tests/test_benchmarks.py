@@ -92,12 +92,14 @@ def test_original_loop_times_fixed_iterations_and_keeps_its_stop_rule():
     assert len(times) == 1
 
 
-def test_quality_records_render_into_a_report(small_case, tmp_path):
+def test_quality_records_render_into_a_report(tmp_path):
     pytest.importorskip("torch")
     from benchmarks.common import save_results
     from benchmarks.quality import baseline_records, engine_records
     from benchmarks.report import render
 
+    # the report's plumbing, not its numbers: a case smaller than small_case
+    small_case = phantom_case("phantom test", (6, 32, 28), (2.5, 1.0, 1.0), 0.05, 0.2)
     records = baseline_records(small_case, ks=(3,), denoisers=("none",), log=lambda s: None)
     records += engine_records(small_case, presets=("fast",), modes=("2d",), seeds=(0, 1),
                               scribble_slices=(1,), max_iter=2, log=lambda s: None)

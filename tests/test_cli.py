@@ -1,4 +1,6 @@
-"""The ``dfcseg`` command line, run as a user runs it: in a subprocess, on real files."""
+"""The ``dfcseg`` command line on real files: its ``main`` in this process (``run_cli``), and in a
+fresh interpreter as a user runs it where only a process shows the behaviour (``run_cli_process``:
+exit status, console script, Ctrl-C on a terminal)."""
 
 from __future__ import annotations
 
@@ -19,22 +21,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import AFFINE, write_dicom_series, write_nifti
+from conftest import AFFINE, run_cli, run_cli_process, write_dicom_series, write_nifti
 from napari_dfcseg.cli import build_parser, orientation_codes
 from napari_dfcseg.datasets import head_phantom
 
 # a few iterations of the small preset: the tests check behaviour, not quality
 QUICK = ["--preset", "fast", "--max-iter", "3"]
-
-def run_cli(*args, timeout=240, cwd=None):
-    """``python -m napari_dfcseg ARGS`` with stderr a pipe (not a terminal)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, "-m", "napari_dfcseg", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
-        stdin=subprocess.DEVNULL,
-    )
-
 
 @pytest.fixture(scope="module")
 def small_scan(tmp_path_factory):
@@ -57,7 +49,7 @@ def assert_usage_error(result, *must_not_exist):
 
 
 def test_version_and_console_script():
-    result = run_cli("--version")
+    result = run_cli_process("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == "dfcseg 0.1.0"
     script = Path(sys.executable).parent / "dfcseg"
@@ -77,7 +69,7 @@ def test_help_lists_every_subcommand():
 
 
 def test_no_command_is_a_usage_error():
-    assert run_cli().returncode == 2
+    assert run_cli_process().returncode == 2  # the interpreter's exit status, too
 
 
 def test_segment_writes_labels_with_the_input_affine(small_scan, tmp_path):

@@ -16,17 +16,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import run_cli, run_cli_process
 from napari_dfcseg.datasets import head_phantom
 
 QUICK = ["--preset", "fast", "--max-iter", "3"]
 SLOW_RUN = ["--preset", "paper", "--max-iter", "100000", "--min-labels", "1", "--progress", "json"]
-
-
-def run_cli(*args, timeout=240, preexec_fn=None):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "napari_dfcseg", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
-                          preexec_fn=preexec_fn)
 
 
 def one_error_line(result):
@@ -105,6 +99,9 @@ def test_info_reads_the_volume_asked_for_and_the_error_names_the_option(tmp_path
 
 
 # ------------------------------------------------------------------ full disk / write failure
+# a fresh process (its own RLIMIT_FSIZE) that trains: slow; the all-or-nothing commit itself is
+# tests/test_io_atomic.py::test_a_run_refused_at_commit_removes_what_it_had_placed
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE stands in for a full disk")
 def test_model_that_does_not_fit_leaves_no_labels_behind(scan, tmp_path):
     import resource
@@ -115,7 +112,7 @@ def test_model_that_does_not_fit_leaves_no_labels_behind(scan, tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    result = run_cli("segment", scan, out / "labels.nii.gz", *QUICK, "--save-model", out / "model.pt",
+    result = run_cli_process("segment", scan, out / "labels.nii.gz", *QUICK, "--save-model", out / "model.pt",
                      preexec_fn=small_disk)
     line = one_error_line(result)
     assert "model.pt: cannot write it" in line

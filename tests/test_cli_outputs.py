@@ -17,16 +17,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import run_cli
 from napari_dfcseg.cli._machine_progress import MachineProgress
 from napari_dfcseg.datasets import head_phantom
 
 QUICK = ["--preset", "fast", "--max-iter", "3", "--device", "cpu"]
-
-
-def run_cli(*args, timeout=240):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "napari_dfcseg", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")

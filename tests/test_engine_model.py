@@ -2,6 +2,7 @@
 
 import dataclasses
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -22,6 +23,13 @@ def phantom():
     return head_phantom(shape=(12, 40, 36), spacing=(2.5, 1.0, 1.0))
 
 
+@pytest.fixture(scope="module")
+def model_3d(phantom):
+    """One 3D model of the phantom's 2.5 mm slices, shared by the tests that only read it."""
+    return train_model(phantom.image, mode="3d", spacing=phantom.spacing, mask=phantom.mask,
+                       config=TINY)
+
+
 @pytest.mark.parametrize("mode", ["2d", "3d"])
 def test_saved_model_reproduces_the_labels_of_its_training_volume(phantom, tmp_path, mode):
     result = segment(phantom.image, mode=mode, spacing=phantom.spacing, mask=phantom.mask,
@@ -38,7 +46,8 @@ def test_saved_model_reproduces_the_labels_of_its_training_volume(phantom, tmp_p
 
 
 @pytest.mark.parametrize("spacing, halo", [((1.0, 1.0, 1.0), (2, 2, 2)), ((2.5, 1.0, 1.0), (0, 2, 2))])
-def test_chunked_3d_inference_equals_whole_volume(phantom, spacing, halo):
+def test_chunked_3d_inference_equals_whole_volume(spacing, halo):
+    phantom = head_phantom(shape=(12, 24, 20), spacing=(2.5, 1.0, 1.0))  # chunks of 5 slices
     model = train_model(phantom.image, mode="3d", spacing=spacing, mask=phantom.mask,
                         config=dataclasses.replace(TINY, min_size=0), seed=2)
     # thick slices (≥ 2× the finest spacing) get 1-voxel kernels along z, hence no z halo
@@ -100,29 +109,49 @@ def test_plain_pickle_and_garbage_files_are_refused(tmp_path):
         load_model(tmp_path / "missing.pt")
 
 
-def test_apply_rejects_an_image_with_other_channels(phantom):
-    model = train_model(phantom.image, mask=phantom.mask, config=TINY)
+@pytest.mark.parametrize("content, problem", [
+    (b"", "is not a napari-dfcseg model file: the file is empty"),
+    (b"hello, not a model", "is not a napari-dfcseg model file: it is not a file PyTorch wrote"),
+    ("half", "is a damaged napari-dfcseg model file: it is truncated or corrupt"),
+    ("code", "is not a safe napari-dfcseg model file: it holds Python objects other than tensors"),
+], ids=["empty", "text", "truncated", "code"])
+def test_an_unreadable_model_file_is_one_line_in_the_users_words(model_3d, tmp_path, content, problem):
+    """torch says ``101`` for the text file and ``[Errno 22] Invalid argument`` for the truncated one."""
+    path = tmp_path / "model.pt"
+    if content == "half":
+        whole = model_3d.save(tmp_path / "m.pt")
+        content = whole.read_bytes()[: whole.stat().st_size // 2]
+    elif content == "code":
+        torch.save({"format": "napari-dfcseg-model", "payload": _WritesAFile(tmp_path / "pwned")}, path)
+        content = path.read_bytes()
+    path.write_bytes(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor a torch warning about pickle protocols
+        with pytest.raises(ModelFileError) as err:
+            load_model(path)
+    assert str(err.value) == f"{path} {problem}" or str(err.value).startswith(f"{path} {problem}")
+    assert "Errno" not in str(err.value) and "101" not in str(err.value)
+
+
+def test_apply_rejects_an_image_with_other_channels(phantom, model_3d):
+    model = model_3d
     with pytest.raises(InvalidInputError, match="2 channel.*trained on 1"):
         apply_model(model, np.stack([phantom.image] * 2, -1), channel_axis=-1)
 
 
-def test_the_model_stores_its_training_spacing_and_kernel(phantom, tmp_path):
-    model = train_model(phantom.image, mode="3d", spacing=phantom.spacing, mask=phantom.mask,
-                        config=TINY)
+def test_the_model_stores_its_training_spacing_and_kernel(phantom, model_3d, tmp_path):
+    model = model_3d
     assert model.spacings == (phantom.spacing,) and model.kernel_shape == (1, 3, 3)
     again = load_model(model.save(tmp_path / "model.pt"))
     assert again.spacings == model.spacings and again.kernel_shape == (1, 3, 3)
 
 
-def test_apply_warns_when_the_spacing_would_change_the_kernel(phantom):
+def test_apply_warns_when_the_spacing_would_change_the_kernel(phantom, model_3d):
     # trained on 2.5 mm slices: 1x3x3 kernels, nothing mixed across slices; applied to
     # 1 mm isotropic voxels, training would have built 3x3x3 kernels
-    model = train_model(phantom.image, mode="3d", spacing=phantom.spacing, mask=phantom.mask,
-                        config=TINY)
+    model = model_3d
     with pytest.warns(UserWarning, match=r"1×3×3 kernels .*2\.5×1×1 mm.* 1×1×1 mm would get 3×3×3"):
         apply_model(model, phantom.image, spacing=(1.0, 1.0, 1.0), mask=phantom.mask)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the training spacing, or one as thick: no warning
         apply_model(model, phantom.image, spacing=(3.0, 0.9, 0.9), mask=phantom.mask)

@@ -84,6 +84,71 @@ def _dicom_mixed_series(tmp_path):
     return tmp_path / "mixed"
 
 
+def _itk_file(tmp_path, name, compress, keep):
+    """A 6x20x16 int16 volume written by SimpleITK, cut to ``keep`` of its bytes."""
+    path = tmp_path / name
+    image = sitk.GetImageFromArray(np.arange(6 * 20 * 16, dtype=np.int16).reshape(6, 20, 16))
+    sitk.WriteImage(image, str(path), useCompression=compress)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def _truncated_nrrd_gz(tmp_path):
+    return _itk_file(tmp_path, "scan.nrrd", True, 0.6)
+
+
+def _truncated_raw_nrrd(tmp_path):
+    return _itk_file(tmp_path, "scan.nrrd", False, 0.5)
+
+
+def _truncated_mha(tmp_path):
+    return _itk_file(tmp_path, "scan.mha", False, 0.5)
+
+
+def _mha_header_cut(tmp_path):
+    return _itk_file(tmp_path, "scan.mha", False, 0.02)
+
+
+def _text_renamed_nrrd(tmp_path):
+    (tmp_path / "notes.nrrd").write_text("hello, not an image\n")
+    return tmp_path / "notes.nrrd"
+
+
+@pytest.mark.parametrize("make, problem", [
+    (_truncated_nrrd_gz, "the file is truncated"),
+    (_truncated_raw_nrrd, "of its 1920 voxels are there"),
+    (_truncated_mha, "the file is truncated"),
+    (_mha_header_cut, "its header is incomplete or damaged"),
+    (_text_renamed_nrrd, "its content is not an image format"),
+])
+def test_a_damaged_itk_file_is_one_line_in_the_users_words(tmp_path, capfd, make, problem):
+    """Not SimpleITK's build path, class address or reader chain; and nothing more on stderr
+    (MetaIO prints its reason there: it goes into the message)."""
+    path = make(tmp_path)
+    with pytest.raises(VolumeIOError) as err:
+        read_volume(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot read the {path.suffix} file: ") and problem in message
+    assert "\n" not in message
+    for noise in (".cxx", "SimpleITK-build", "0x", "[nrrd]", "Exception thrown"):
+        assert noise not in message
+    assert capfd.readouterr().err == ""
+
+
+def test_native_stderr_of_a_successful_read_is_passed_on_and_of_a_failed_one_goes_in_the_message(capfd):
+    from napari_dfcseg.io._errors import library_errors
+
+    with library_errors("a.mha", "read it", native_stderr=True):
+        os.write(2, b"ITK warning: something worth seeing\n")
+    assert capfd.readouterr().err == "ITK warning: something worth seeing\n"
+    with pytest.raises(VolumeIOError, match="^a.mha: cannot read it: the file is truncated: 5 of its 9 bytes"):
+        with library_errors("a.mha", "read it", native_stderr=True):
+            os.write(2, b"MetaImage: M_ReadElementsData: data not read completely\n   ideal = 9 : actual = 5\n")
+            raise RuntimeError("File cannot be read: a.mha for reading.")
+    assert capfd.readouterr().err == ""
+
+
 @pytest.mark.parametrize(
     "make, problem",
     [

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,14 +24,13 @@ from napari_dfcseg.io import Volume, read_volume  # noqa: E402
 from napari_dfcseg.io.dicom_seg import (LABEL_MAP_SEGMENTATION_STORAGE, SEGMENTATION_STORAGE,  # noqa: E402
                                         dicom_series_files, write_dicom_seg)
 
-HEAD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "mr-head-sagittal-dicom"
-
-
 @pytest.fixture
-def head():
-    if not HEAD.is_dir():
-        pytest.skip(f"real DICOM series not found at {HEAD}")
-    return HEAD
+def head(real_data):
+    """The real sagittal head MR series (conftest's ``real_data``; skips when absent)."""
+    folder = real_data / "mr-head-sagittal-dicom"
+    if not folder.is_dir():
+        pytest.skip(f"real DICOM series not found at {folder}")
+    return folder
 
 
 def _labels_for(volume):

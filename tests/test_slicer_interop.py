@@ -34,16 +34,6 @@ from napari_dfcseg.io.seg_nrrd import TISSUE_TERMINOLOGY, write_seg_nrrd  # noqa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer" / "DFCSegmentation"))
 from DFCSegmentationLib import logic_core  # noqa: E402
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
-
-
-@pytest.fixture
-def real_data():
-    if not REAL.is_dir():
-        pytest.skip(f"real scans not found at {REAL}")
-    return REAL
-
-
 def _matrix(vtk_matrix):
     return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
@@ -87,14 +77,20 @@ def _segment_ras_points(segmentation_node):
     return out
 
 
-def _load_label_volume_as_segmentation(path):
+def _read_with_slicer(path, storage, node):
+    """``path`` read into a new ``node`` by a ``storage`` node, as Slicer's Add Data does;
+    returns ``(scene, node)``."""
     scene = slicer.vtkMRMLScene()
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     storage.SetFileName(str(path))
     scene.AddNode(storage)
-    labelmap = slicer.vtkMRMLLabelMapVolumeNode()
-    scene.AddNode(labelmap)
-    assert storage.ReadData(labelmap) == 1, f"Slicer could not read {path}"
+    scene.AddNode(node)
+    assert storage.ReadData(node) == 1, f"Slicer could not read {path}"
+    return scene, node
+
+
+def _load_label_volume_as_segmentation(path):
+    scene, labelmap = _read_with_slicer(path, slicer.vtkMRMLVolumeArchetypeStorageNode(),
+                                        slicer.vtkMRMLLabelMapVolumeNode())
     segmentation = slicer.vtkMRMLSegmentationNode()
     scene.AddNode(segmentation)
     logic = slicer.vtkSlicerSegmentationsModuleLogic()
@@ -167,13 +163,8 @@ def test_seg_nrrd_loads_in_slicer_with_names_colours_label_values_and_positions(
         names = {1: "white matter", 2: "CSF", 12: "named but absent"}
         path = write_seg_nrrd(tmp_path / f"seg{n}.seg.nrrd", labels, like=volume, names=names)
 
-        scene = slicer.vtkMRMLScene()
-        storage = slicer.vtkMRMLSegmentationStorageNode()
-        storage.SetFileName(str(path))
-        scene.AddNode(storage)
-        node = slicer.vtkMRMLSegmentationNode()
-        scene.AddNode(node)
-        assert storage.ReadData(node) == 1, name
+        _, node = _read_with_slicer(path, slicer.vtkMRMLSegmentationStorageNode(),
+                                    slicer.vtkMRMLSegmentationNode())
         segmentation = node.GetSegmentation()
 
         found = {}
@@ -214,13 +205,7 @@ def test_itksnap_label_lines_have_integer_alpha_and_the_ctbl_loads_as_a_slicer_c
         (0, 0, "Clear Label"), (1, 1, "Label 1"), (2, 1, "white matter"), (9, 1, "Label 9")]
     assert "1.00" not in itksnap.read_text().split("################################################")[-1]
 
-    scene = slicer.vtkMRMLScene()
-    storage = slicer.vtkMRMLColorTableStorageNode()
-    storage.SetFileName(str(ctbl))
-    scene.AddNode(storage)
-    table = slicer.vtkMRMLColorTableNode()
-    scene.AddNode(table)
-    assert storage.ReadData(table) == 1
+    _, table = _read_with_slicer(ctbl, slicer.vtkMRMLColorTableStorageNode(), slicer.vtkMRMLColorTableNode())
     # Slicer reads the underscores that the .ctbl needs instead of spaces back as spaces
     assert table.GetColorName(2) == "white matter" and table.GetColorName(9) == "Label 9"
     rgba = [0.0] * 4

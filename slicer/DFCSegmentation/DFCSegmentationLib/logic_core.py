@@ -137,6 +137,8 @@ class ProgressEvent:
 
 
 def _finite(value):
+    # the reader's side of cli._machine_progress._number (NaN/inf are written as null); not
+    # imported from there: this module loads before napari-dfcseg is installed
     try:
         value = float(value)
     except (TypeError, ValueError):

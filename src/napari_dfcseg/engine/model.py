@@ -173,10 +173,38 @@ class Model:
         return write_outputs([self.output(path)], overwrite=overwrite, error=ModelFileError)[0]
 
 
+def _torch_load(path):
+    """``torch.load(weights_only=True)``, without torch's warnings (they speak of pickle
+    protocols; the caller says what is wrong with the file in the user's words)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _unreadable(path, exc) -> str:
+    """What is wrong with a file ``torch.load`` refused, in the user's words (torch says
+    ``101`` for a text file, ``[Errno 22] Invalid argument`` for a truncated one)."""
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return f"cannot be read: {err.strerror or type(err).__name__}"
+    if not head:
+        return "is not a napari-dfcseg model file: the file is empty"
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
+        return ("is not a safe napari-dfcseg model file: it holds Python objects other than tensors"
+                " and plain values (code could run), so it was not loaded")
+    if head == b"PK\x03\x04":  # torch.save's zip archive
+        return "is a damaged napari-dfcseg model file: it is truncated or corrupt"
+    return "is not a napari-dfcseg model file: it is not a file PyTorch wrote"
+
+
 def is_model_file(path) -> bool:
     """True when ``path`` is a napari-dfcseg model file (safe to replace with ``overwrite``)."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = _torch_load(path)
     except Exception:  # noqa: BLE001 - unreadable means "not ours to overwrite"
         return False
     return isinstance(payload, dict) and payload.get("format") == _FORMAT
@@ -197,10 +225,9 @@ def load_model(path) -> Model:
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError, RuntimeError (not a zip), EOFError, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path} is not a safe napari-dfcseg model file: {first}") from None
+        payload = _torch_load(path)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, OSError, KeyError, EOFError, ...
+        raise ModelFileError(f"{path} {_unreadable(path, exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise ModelFileError(f"{path} is not a napari-dfcseg model file")
     if payload.get("version") != _VERSION:

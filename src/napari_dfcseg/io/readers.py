@@ -96,7 +96,7 @@ def read_volume(path, series=None, volume=None):
         return read_nifti(path, volume)
     if suffix in ITK_SUFFIXES:
         check_detached_data_file(path)
-        with library_errors(path, f"read the {suffix} file"):
+        with library_errors(path, f"read the {suffix} file", native_stderr=True):
             image = sitk.ReadImage(str(path))
         return volume_from_sitk(image, path, volume=volume)
     if suffix in DICOM_SUFFIXES or is_dicom_file(path):
