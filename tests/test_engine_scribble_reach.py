@@ -39,3 +39,20 @@ def test_only_label_gives_a_new_label():
     out, moved = confine_scribbled_classes(labels, scribbles, 1, ids, np.eye(2), np.eye(2)[:1])
     assert (out[1, 8:11, 8:11] == 2).all() and (out[1, 1:4, 1:4] == 1).all()
     assert moved == {1: 9}
+
+
+def test_an_orphan_never_becomes_another_scribbled_class_it_does_not_touch():
+    labels = np.full((3, 20, 30), 3, np.uint8)  # label 3: unscribbled tissue
+    labels[1, 2:6, 2:6] = 1  # the marked lesion
+    labels[1, 14:18, 14:18] = 1  # a look-alike far from it, never marked ...
+    labels[1, 2:6, 24:28] = 2  # ... and class 2, marked, far from both
+    scribbles = np.zeros(labels.shape, np.int16)
+    scribbles[1, 3, 3] = 1
+    scribbles[1, 3, 25] = 2
+    ids = labels.astype(np.int16) - 1
+    cluster_means = np.eye(3)
+    label_means = np.array([[1.0, 0, 0], [0.9, 0.1, 0], [0, 0, 1.0]])  # class 1 looks like class 2
+    out, moved = confine_scribbled_classes(labels, scribbles, 2, ids, cluster_means, label_means)
+    assert moved == {1: 16}
+    assert (out[1, 14:18, 14:18] == 3).all()  # not class 2: it does not touch class 2's region
+    assert (out[1, 2:6, 24:28] == 2).all() and (out[1, 2:6, 2:6] == 1).all()

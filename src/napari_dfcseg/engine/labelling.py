@@ -152,7 +152,7 @@ def apply_label_map(ids, label_of):
     return lut.astype(dtype)[ids + np.int16(1)]
 
 
-def split_by_scribbles(labels, scribbles):
+def split_by_scribbles(labels, scribbles, image=None, spacing=None):
     """Split labels that hold scribbles of several classes by connectivity.
 
     The network is translation invariant: two regions that look the same get
@@ -160,21 +160,35 @@ def split_by_scribbles(labels, scribbles):
     For every such label (its scribbled voxels carry two or more classes),
     each connected component (face connectivity) that holds scribbles takes
     the class most of its scribbled voxels carry; components without a
-    scribble keep their label. Labels scribbled with one class are left as
-    the network gave them. Label 0 (outside the mask) is never changed.
+    scribble keep their label. With ``image`` (z, y, x[, c]), a component
+    holding scribbles of several classes is split by growth from them
+    instead (:func:`~.scribble_grow.grow_from_scribbles`). Labels scribbled
+    with one class are left as the network gave them. Label 0 (outside the
+    mask) is never changed.
 
     Parameters
     ----------
     labels : int ndarray
     scribbles : int ndarray
         0 = unlabelled, s = class s; same shape.
+    image : ndarray, optional
+        The scan, for the growth.
+    spacing : 3 floats, optional
+        (sz, sy, sx) mm of the growth (default isotropic).
 
     Returns
     -------
     ndarray
-        A new label array, same dtype.
+        A new label array, same dtype (uint16 if a class id needs it).
     """
     labels = check_labels(labels)
+    if image is not None and labels.ndim == 3:
+        from .scribble_grow import grow_from_scribbles
+
+        labels, grown = grow_from_scribbles(labels, scribbles, image, spacing or (1.0, 1.0, 1.0))
+        if grown:
+            log.info("regions holding scribbles of several classes split by growth from them: %s",
+                     grown)
     out = labels.copy()
     scribbled = (np.asarray(scribbles) > 0) & (labels > 0)
     if not scribbled.any():
@@ -207,7 +221,8 @@ def label_means(label_of, counts, feature_sum):
     return means
 
 
-def finish_labels(label_of, means, raw, scribbles=None, min_size=0, confine=False):
+def finish_labels(label_of, means, raw, scribbles=None, min_size=0, confine=False, image=None,
+                  spacing=None):
     """Labels of one volume from its raw cluster ids: map, unseen clusters, scribbles, islands.
 
     Parameters
@@ -219,13 +234,20 @@ def finish_labels(label_of, means, raw, scribbles=None, min_size=0, confine=Fals
         produced gets the label whose mean response is nearest.
     raw : RawLabels
     scribbles : int ndarray or None
-        The user's classes: labels whose scribbles carry several classes are split.
+        The user's classes: labels whose scribbles carry several classes are
+        split, and every scribbled voxel in the mask ends with its class
+        (:func:`~.scribble_grow.paint_scribbles`), islands filter included.
     min_size : int
         Islands smaller than this are merged into their surroundings.
     confine : bool
         ``DFCConfig.scribble_connected``: a scribbled class keeps only the
         regions connected to its scribbles
         (:func:`~.scribble_reach.confine_scribbled_classes`).
+    image : (z, y, x[, c]) ndarray, optional
+        The scan: with scribbles, a region holding several classes is split by
+        growth from them (:func:`split_by_scribbles`).
+    spacing : 3 floats, optional
+        (sz, sy, sx) mm.
     """
     label_of = np.array(label_of, copy=True)
     unseen = np.flatnonzero((label_of == 0) & (raw.counts > 0))
@@ -241,7 +263,9 @@ def finish_labels(label_of, means, raw, scribbles=None, min_size=0, confine=Fals
         log.info("%d cluster(s) unseen in training mapped to the nearest label", unseen.size)
     labels = apply_label_map(raw.ids, label_of)
     if scribbles is not None:
-        labels = split_by_scribbles(labels, scribbles)
+        from .scribble_grow import paint_scribbles
+
+        labels = paint_scribbles(split_by_scribbles(labels, scribbles, image, spacing), scribbles)
         if confine:
             from .scribble_reach import confine_scribbled_classes
 
@@ -254,4 +278,6 @@ def finish_labels(label_of, means, raw, scribbles=None, min_size=0, confine=Fals
                          "the nearest other label: %s", moved)
     if min_size > 1:
         labels = remove_small_islands(labels, min_size)
+        if scribbles is not None:
+            labels = paint_scribbles(labels, scribbles)
     return labels

@@ -144,7 +144,7 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
                                   tissue_count_reason="no intensity variation",
                                   **_mask_report(fit, inputs))
     model = fit.model
-    labels = _finish_labels(model, fit.raws[0], inputs.scribbles)
+    labels = _finish_labels(model, fit.raws[0], inputs.scribbles, inputs.image, inputs.spacing)
     hist = model.history
     return SegmentationResult(
         labels=inputs.restore_shape(labels),
@@ -157,11 +157,19 @@ def segment(image, *, mode="2d", spacing=None, channel_axis=None, mask=None, scr
         elapsed_s=time.perf_counter() - start,
         stopped_by=hist["stopped_by"],
         model=model,
-        clusters=KeptClusters(fit.raws[0], inputs.scribbles, inputs.was_2d, from_training=True),
+        clusters=KeptClusters(fit.raws[0], inputs.scribbles, inputs.was_2d, from_training=True,
+                              **_growth_inputs(inputs)),
         n_tissues=model.config.n_clusters,
         tissue_count_reason=fit.tissue_count_reason,
         **_mask_report(fit, inputs),
     )
+
+
+def _growth_inputs(inputs):
+    """What :meth:`~.result.SegmentationResult.relabel` needs to grow from the scribbles again."""
+    if inputs.scribbles is None:
+        return {}
+    return {"image": inputs.image, "spacing": inputs.spacing}
 
 
 def _mask_report(fit, inputs):
@@ -268,13 +276,13 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
     with reproducible(model.seed, dev):
         raw = label_volume(model.network(dev), vol, model.mode, model.config, dev,
                            cancel=cancel, on_step=_label_steps(progress))
-    labels = _finish_labels(model, raw, inputs.scribbles)
+    labels = _finish_labels(model, raw, inputs.scribbles, inputs.image, inputs.spacing)
     return SegmentationResult(labels=inputs.restore_shape(labels), n_iterations=0,
                               loss_history=[], n_labels_history=[], config=model.config,
                               seed=model.seed, device=str(dev),
                               elapsed_s=time.perf_counter() - start, model=model,
                               clusters=KeptClusters(raw, inputs.scribbles, inputs.was_2d,
-                                                    from_training=False),
+                                                    from_training=False, **_growth_inputs(inputs)),
                               n_tissues=model.config.n_clusters,
                               tissue_count_reason="the model's",
                               mask_source=sources[0],
@@ -469,10 +477,10 @@ def _anchor(volumes, config, n_scribble, seed, tied=True):
                                                    tied=tied)
 
 
-def _finish_labels(model, raw, scribbles=None):
+def _finish_labels(model, raw, scribbles=None, image=None, spacing=None):
     """The labels of one volume with ``model``'s map and island size."""
     return finish_labels(model.label_of, model.label_means, raw, scribbles, model.config.min_size,
-                         confine=model.config.scribble_connected)
+                         confine=model.config.scribble_connected, image=image, spacing=spacing)
 
 
 # --------------------------------------------------------------------------- helpers

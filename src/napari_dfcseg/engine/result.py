@@ -180,7 +180,8 @@ class SegmentationResult:
                                          n_clusters=config.n_clusters)
             means = label_means(label_of, raw.counts, raw.feature_sum)
         labels = finish_labels(label_of, means, kept.raw, kept.scribbles, config.min_size,
-                               confine=config.scribble_connected)
+                               confine=config.scribble_connected, image=kept.image,
+                               spacing=kept.spacing)
         model = dataclasses.replace(model, config=config, label_of=label_of, label_means=means)
         return dataclasses.replace(self, labels=labels[0] if kept.was_2d else labels,
                                    config=config, model=model,
@@ -200,9 +201,15 @@ class KeptClusters:
     from_training : bool
         True for :func:`~.pipeline.segment` (the label map may be rebuilt),
         False for :func:`~.pipeline.apply_model`.
+    image : (z, y, x, c) ndarray or None
+        The scan (the caller's array, not a copy, where no channel was
+        stacked), kept only with scribbles: their growth needs it.
+    spacing : tuple of 3 floats or None
     """
 
     raw: object
     scribbles: np.ndarray | None
     was_2d: bool
     from_training: bool
+    image: np.ndarray | None = None
+    spacing: tuple | None = None

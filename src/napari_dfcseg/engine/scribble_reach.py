@@ -10,7 +10,9 @@ closest other label: the one whose mean network response is nearest to the
 region's (the network's own notion of "looks like"); a new label when
 there is no other label. A fragment of class 1 inside a region scribbled
 as class 2 of the same intensity thus joins class 2, and distant scalp fat
-that took a tumour's class joins the fat's label.
+that took a tumour's class joins the fat's label. A region moved into
+another scribbled class but not connected to that class's scribbles would
+be its distant look-alike: it gets the nearest label nobody scribbled.
 
 Off in the ``brain`` preset: CSF, grey and white matter are spread over
 the whole brain, and a scribble on one slice must label them everywhere.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["confine_scribbled_classes"]
+__all__ = ["confine_scribbled_classes", "nearest_other_label"]
 
 
 def confine_scribbled_classes(labels, scribbles, n_scribble, ids, cluster_means, label_means):
@@ -48,33 +50,75 @@ def confine_scribbled_classes(labels, scribbles, n_scribble, ids, cluster_means,
     moved : dict of int -> int
         Voxels moved out of each scribbled class.
     """
+    labels = np.asarray(labels)
+    orphans, moved = _orphans(labels, scribbles, n_scribble)
+    if not moved:
+        return labels.copy(), moved
+    out = nearest_other_label(labels, orphans, ids, cluster_means, label_means)
+    # a region moved into another scribbled class that is not connected to that class's
+    # scribbles would be that class's distant look-alike: it gets a label nobody scribbled
+    again, _ = _orphans(out, scribbles, n_scribble)
+    if again.any():
+        out = nearest_other_label(out, again, ids, cluster_means, label_means,
+                                  exclude=range(1, n_scribble + 1))
+    return out, moved
+
+
+def _orphans(labels, scribbles, n_scribble):
+    """Voxels of scribbled classes in regions without a scribble of theirs, and their count per class."""
     from scipy import ndimage
 
-    labels = np.asarray(labels)
-    out = labels.copy()
+    orphans = np.zeros(labels.shape, bool)
     moved = {}
-    n_labels = int(labels.max()) if labels.size else 0
-    known = [k for k in range(1, n_labels + 1)
-             if k - 1 < len(label_means) and not np.isnan(label_means[k - 1]).any()]
-    extra = None  # the new label for regions when no other label exists
     for s in range(1, n_scribble + 1):
-        free = [k for k in known if k != s]
         mine = labels == s
         if not mine.any():
             continue
         components, n = ndimage.label(mine)
         touched = np.unique(components[(scribbles == s) & mine])
         orphan = mine & ~np.isin(components, touched)
-        if not orphan.any():
+        if orphan.any():
+            orphans |= orphan
+            moved[s] = int(orphan.sum())
+    return orphans, moved
+
+
+def nearest_other_label(labels, where, ids, cluster_means, label_means, exclude=()):
+    """Give every connected region of ``where`` the nearest label other than its own and ``exclude``.
+
+    "Nearest": the label whose mean network response is closest to the
+    region's (from its voxels' cluster means); a new label when there is no
+    other label. Each region of ``where`` lies in one label (as the orphans
+    of :func:`confine_scribbled_classes` and the unmarked parts of
+    :func:`~.scribble_grow.grow_from_scribbles` do).
+
+    Returns
+    -------
+    ndarray
+        A new array, same dtype (widened if a new label is needed).
+    """
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    out = labels.copy()
+    n_labels = int(labels.max()) if labels.size else 0
+    known = [k for k in range(1, n_labels + 1)
+             if k - 1 < len(label_means) and not np.isnan(label_means[k - 1]).any()]
+    extra = None  # the new label for regions when no other label exists
+    for s in np.unique(labels[where]):
+        if s == 0:
             continue
+        free = [k for k in known if k != s and k not in exclude]
+        orphan = where & (labels == s)
+        components, _ = ndimage.label(orphan)
         comp = components[orphan]
         cl = ids[orphan].astype(np.int64)
         cl = np.where(cl < 0, 0, cl)
-        # mean response of each orphan component, from its voxels' cluster means
+        # mean response of each region, from its voxels' cluster means: (region, cluster) counts
         keys, inverse = np.unique(comp, return_inverse=True)
-        sums = np.zeros((keys.size, cluster_means.shape[1]))
-        np.add.at(sums, inverse, np.nan_to_num(cluster_means[cl]))
-        sums /= np.bincount(inverse)[:, None]
+        p = cluster_means.shape[0]
+        counts = np.bincount(inverse * p + cl, minlength=keys.size * p).reshape(keys.size, p)
+        sums = counts @ np.nan_to_num(cluster_means) / counts.sum(1, keepdims=True)
         if free:
             d = ((sums[:, None, :] - label_means[np.array(free) - 1][None]) ** 2).sum(2)
             target = np.array(free)[d.argmin(1)]
@@ -86,5 +130,4 @@ def confine_scribbled_classes(labels, scribbles, n_scribble, ids, cluster_means,
         if new.max() > np.iinfo(out.dtype).max:
             out = out.astype(np.uint16)
         out[orphan] = new
-        moved[s] = int(orphan.sum())
-    return out, moved
+    return out

@@ -1,0 +1,219 @@
+"""Scribbles are authoritative: hard labels, and seeded growth where classes share a region.
+
+Torch-free. The network is translation invariant and a small lesion is a
+few hundred voxels among millions: measured on a real brain MR, the network
+gave a 2 mL tumour and the tissue around it one cluster, so all 224 voxels
+scribbled "tumour" ended with the class of the ring scribbled around it
+(the connected region took its majority class). What a clinician expects is
+what ITK-SNAP's and Slicer's "Grow from seeds" do: every class grows from its
+own strokes and they meet where the image changes. So:
+
+1. :func:`grow_from_scribbles`: a connected region of one label that holds
+   scribbles of several classes is split by a competitive, intensity-weighted
+   geodesic growth from the strokes (:class:`skimage.graph.MCP_Geometric`,
+   compiled, spacing-aware) inside a box: the box of the region's strokes
+   enlarged by 10 % of its size on every side, at least one voxel (Slicer's
+   "Grow from seeds" ``extentGrowthRatio = 0.1``). The step cost of class
+   ``c`` is ``1 + z²``, ``z`` the distance of the (lightly smoothed)
+   intensity to the median of ``c``'s strokes in robust spreads (1.4826 MAD),
+   and a class never steps where ``|z| > 2.5`` (the multiplier of ITK's
+   ConfidenceConnected growing): it crosses tissue that looks like its
+   strokes almost freely, dearer tissue at a price, and never tissue unlike
+   it. Where the region goes on beyond the box, the rest of the region
+   competes too, from those box faces and with their intensities, so that a
+   third tissue nobody stroked stops the classes; the rest keeps the
+   region's label when that is no scribbled class, else it takes the class
+   stroked most there (what the whole region got before). Each class keeps
+   only what is connected to its own strokes. The work scales with the
+   box, not the volume.
+2. :func:`paint_scribbles`: every scribbled voxel inside the mask has the
+   class the user painted, whatever the network and the island filter said.
+
+Measured on the real brain MR (2 mL tumour, strokes on 2 slices): the
+tumour's best-component Dice went from 0.001 to 0.81 (docs/method.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["grow_from_scribbles", "paint_scribbles", "growth_box"]
+
+#: The box around the strokes grows on every side by this fraction of its size (Slicer's
+#: "Grow from seeds" enlarges its seeds' extent by 10 %).
+MARGIN_FRACTION = 0.1
+#: ... and by at least this many voxels.
+MIN_MARGIN_VOXELS = 1
+#: A class never grows through a voxel further than this (squared, in robust spreads) from
+#: its seeds' median: 2.5 spreads, the multiplier of ITK's ConfidenceConnected region growing.
+MAX_PENALTY = 2.5 ** 2
+#: The competitor that stands for the rest of a region beyond the box.
+REST = -1
+
+
+def paint_scribbles(labels, scribbles):
+    """``labels`` with every scribbled voxel inside the mask (label > 0) set to its class.
+
+    Returns a new array (widened to uint16 if a class id does not fit).
+    """
+    labels = np.asarray(labels)
+    scribbles = np.asarray(scribbles)
+    where = (scribbles > 0) & (labels > 0)
+    if not where.any():
+        return labels.copy()
+    top = int(scribbles[where].max())
+    out = labels.astype(np.uint16) if top > np.iinfo(labels.dtype).max else labels.copy()
+    out[where] = scribbles[where].astype(out.dtype)
+    return out
+
+
+def growth_box(points, shape):
+    """The box (tuple of slices) the growth from the scribbled ``points`` (n, 3) works in.
+
+    The strokes' box enlarged on every side by :data:`MARGIN_FRACTION` of its
+    size along that axis (at least :data:`MIN_MARGIN_VOXELS`), as Slicer's
+    "Grow from seeds" does with its seeds' extent.
+    """
+    lo, hi = points.min(0), points.max(0) + 1
+    margin = np.maximum(MIN_MARGIN_VOXELS, np.ceil(MARGIN_FRACTION * (hi - lo))).astype(int)
+    lo = np.maximum(lo - margin, 0)
+    hi = np.minimum(hi + margin, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def grow_from_scribbles(labels, scribbles, image, spacing):
+    """Split every connected region holding scribbles of several classes by growth from them.
+
+    Parameters
+    ----------
+    labels : (z, y, x) int ndarray
+        Labels after the cluster map (0 outside the mask).
+    scribbles : (z, y, x) int ndarray
+        0 = unlabelled, s = class s.
+    image : (z, y, x) or (z, y, x, c) float ndarray
+        The scan's intensities (any scale: each class is measured on its own seeds).
+    spacing : 3 floats
+        (sz, sy, sx) mm.
+
+    Returns
+    -------
+    labels : ndarray
+        A new array (uint16 if a class id does not fit the input dtype).
+    grown : dict of int -> int
+        Voxels each class holds in the split regions after the growth.
+    """
+    labels = np.asarray(labels)
+    scribbles = np.asarray(scribbles)
+    image = np.asarray(image)  # converted box by box: no float copy of a large volume
+    if image.ndim == 3:
+        image = image[..., None]
+    scribbled = (scribbles > 0) & (labels > 0)
+    top = int(scribbles[scribbled].max()) if scribbled.any() else 0
+    out = labels.astype(np.uint16) if top > np.iinfo(labels.dtype).max else labels.copy()
+    grown = {}
+    if not scribbled.any():
+        return out, grown
+    s_lab, s_cls = labels[scribbled], scribbles[scribbled]
+    coords = np.argwhere(scribbled)
+    for value in np.unique(s_lab):
+        here = s_lab == value
+        if np.unique(s_cls[here]).size < 2:
+            continue  # one class in every region of this label: nothing to split
+        components, _ = ndimage.label(labels == value)
+        comp_of = components[tuple(coords[here].T)]
+        for k in np.unique(comp_of):
+            in_k = np.flatnonzero(here)[comp_of == k]
+            if np.unique(s_cls[in_k]).size < 2:
+                continue
+            box = growth_box(coords[in_k], labels.shape)
+            region, rest = _grow_region(components, int(k), box, int(value),
+                                        coords[in_k] - [b.start for b in box], s_cls[in_k], image,
+                                        spacing)
+            inside = components[box] == k
+            if rest != value:
+                out[components == k] = rest
+            sub = out[box]
+            sub[inside] = region[inside].astype(out.dtype)
+            for c, n in zip(*np.unique(region[inside], return_counts=True)):
+                grown[int(c)] = grown.get(int(c), 0) + int(n)
+    return out, grown
+
+
+def _grow_region(components, k, box, own, seed_at, seed_class, image, spacing):
+    """Labels of region ``k`` inside ``box``, and the label of the rest of the region.
+
+    Where the region goes on beyond the box, the rest of the region competes
+    from those box faces, with their own intensities (so that a third
+    tissue nobody stroked stops the classes). It keeps the region's label
+    when that is no class scribbled here; else it takes the class stroked
+    most here (the tissue around a lesion, or the larger tissue: what the
+    whole region got before the growth).
+    """
+    inside = components[box] == k
+    seeds = {int(c): seed_at[seed_class == c] for c in np.unique(seed_class)}
+    # light smoothing: about one finest voxel, so that noise does not price every step
+    sigma = [min(spacing) / s for s in spacing] + [0]
+    smooth = ndimage.gaussian_filter(image[box].astype(np.float32), sigma=sigma)
+    # each class's intensity model: the user's strokes
+    models = {c: smooth[tuple(at.T)] for c, at in seeds.items()}
+    face = _continuing_faces(components, k, box)
+    rest = own if own not in seeds else int(np.bincount(seed_class).argmax())
+    if not face.any():
+        return _compete(seeds, models, inside, smooth, spacing, rest), rest
+    seeds[REST], models[REST] = np.argwhere(face), smooth[face]
+    region = _compete(seeds, models, inside, smooth, spacing, REST)
+    return np.where(region == REST, rest, region), rest
+
+
+def _compete(seeds, models, inside, smooth, spacing, default):
+    """Every voxel of ``inside`` to the class of least geodesic cost from its seeds.
+
+    ``models[c]``: the intensities class ``c``'s step cost is measured against.
+    """
+    from skimage.graph import MCP_Geometric
+
+    best = np.full(inside.shape, np.inf)
+    winner = np.full(inside.shape, default, dtype=np.int64)
+    for c in sorted(seeds):
+        at = seeds[c]
+        z2 = _distance2(smooth, models[c], inside, smooth)
+        cost = 1.0 + z2
+        cost[~inside | (z2 > MAX_PENALTY)] = np.inf
+        total, _ = MCP_Geometric(cost, sampling=tuple(spacing)).find_costs([tuple(p) for p in at])
+        better = total < best
+        best[better] = total[better]
+        winner[better] = c
+    # a grown class keeps only what is connected to its own seeds; the rest goes to ``default``
+    for c in sorted(seeds):
+        if c == default or c == REST:
+            continue
+        mine, _ = ndimage.label((winner == c) & inside)
+        keep = np.unique(mine[tuple(seeds[c].T)])
+        winner[(mine > 0) & ~np.isin(mine, keep[keep > 0])] = default
+    return winner
+
+
+def _distance2(values, seed_values, inside, smooth):
+    """Mean over channels of the squared distance of ``values`` to the seeds' median, in robust spreads.
+
+    The spread is 1.4826 MAD of the seeds, at least 5 % of the region's 5-95 % range (so that
+    uniform seeds do not make every other value infinitely far).
+    """
+    region = smooth[inside]
+    floor = 0.05 * (np.percentile(region, 95, axis=0) - np.percentile(region, 5, axis=0)) + 1e-6
+    centre = np.median(seed_values, axis=0)
+    spread = np.maximum(1.4826 * np.median(np.abs(seed_values - centre), axis=0), floor)
+    return (((values - centre) / spread) ** 2).mean(-1)
+
+
+def _continuing_faces(components, k, box):
+    """Voxels of region ``k`` in ``box`` with a face neighbour of ``k`` just outside the box."""
+    shape = components.shape
+    grown = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, n)) for b, n in zip(box, shape))
+    region = components[grown] == k
+    in_box = np.zeros(region.shape, bool)
+    in_box[tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))] = True
+    beyond = region & ~in_box
+    touching = ndimage.binary_dilation(beyond) & region & in_box
+    return touching[tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))]
