@@ -314,3 +314,65 @@ def real_data():
     if not folder.is_dir():
         pytest.skip(f"real scans not available ({folder} is absent)")
     return folder
+
+
+# ------------------------------------------------------------------ napari widget
+#: widget settings that train in a second or two (tests of the GUI check behaviour, not quality)
+FAST_WIDGET = {"preset": "fast", "n_channels": 8, "max_iter": 3, "device": "cpu"}
+
+
+def dock_dfc_widget(viewer, image, **settings):
+    """The DFC Segmentation widget docked in ``viewer`` on ``image``, with :data:`FAST_WIDGET` settings.
+
+    ``settings`` (widget field name -> value) override them; the preset is set first.
+    """
+    from napari_dfcseg.plugin._widget import DFCSegWidget
+
+    widget = DFCSegWidget(viewer)
+    viewer.window.add_dock_widget(widget, area="right")
+    widget.settings.image.value = image
+    for name, value in {**FAST_WIDGET, **settings}.items():
+        getattr(widget.settings, name).value = value
+    return widget
+
+
+def wait_until_idle(qtbot, widget, timeout=120_000):
+    """Wait until the widget's run (or model application) has finished."""
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+@pytest.fixture
+def widget_viewer(make_napari_viewer):
+    """Factory: a real napari viewer with a scan and the docked widget (:func:`dock_dfc_widget`).
+
+    ``make(volume=None, name="head", shape=(6, 40, 36), phantom_seed=0, show=False, **settings)``
+    returns ``(viewer, image_layer, widget, phantom)``; without ``volume`` the scan
+    is a head phantom of ``shape`` (3 x 1.2 x 1.2 mm, MR), returned as ``phantom``
+    (else None).
+    """
+    from napari_dfcseg.datasets import head_phantom
+    from napari_dfcseg.io import Volume
+    from napari_dfcseg.plugin._layers import image_layer_data
+
+    def make(volume=None, name="head", shape=(6, 40, 36), phantom_seed=0, show=False, **settings):
+        phantom = None
+        if volume is None:
+            phantom = head_phantom(shape=shape, spacing=(3.0, 1.2, 1.2), seed=phantom_seed)
+            volume = Volume.from_array(phantom.image, spacing=phantom.spacing, modality="MR")
+        viewer = make_napari_viewer(show=show)
+        data, kwargs, _ = image_layer_data(volume, name=name)
+        image = viewer.add_image(data, **kwargs)
+        return viewer, image, dock_dfc_widget(viewer, image, **settings), phantom
+
+    return make
+
+
+@pytest.fixture
+def notifications():
+    """Every napari notification dispatched during the test."""
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    yield seen
+    notification_manager.notification_ready.disconnect(seen.append)

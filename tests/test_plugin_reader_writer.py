@@ -182,7 +182,7 @@ def test_saved_labels_reopen_as_labels_with_their_names_and_colours(make_napari_
     from napari.layers import Labels
 
     from napari_dfcseg.io import Volume, label_colour
-    from napari_dfcseg.plugin._layers import image_layer_data, output_layer_kwargs
+    from napari_dfcseg.plugin._layers import image_layer_data, labels_colormap, output_layer_kwargs
 
     viewer = make_napari_viewer()
     volume = Volume.from_array(np.zeros((3, 6, 5), np.float32), spacing=(2.5, 0.8, 0.8),
@@ -192,18 +192,25 @@ def test_saved_labels_reopen_as_labels_with_their_names_and_colours(make_napari_
     labels = np.zeros((3, 6, 5), np.uint8)
     labels[1, 2:4, 1:3] = 2
     labels[2, 0, 0] = 5
-    layer = viewer.add_labels(labels, name="seg", **output_layer_kwargs(scan))
+    # label 5's colour picked by the user (the label table's colour dialog sets it so)
+    layer = viewer.add_labels(labels, name="seg", colormap=labels_colormap(colours={5: (10, 200, 30)}),
+                              **output_layer_kwargs(scan))
     layer.features = pd.DataFrame({"index": [2, 5], "name": ["liver", "bone"]})
     viewer.layers.selection.active = layer
     written = viewer.layers.save(str(tmp_path / "x.nii.gz"), selected=True)  # no plugin named
+    [row] = [line.split() for line in (tmp_path / "x.labels.txt").read_text().splitlines()
+             if line.split()[:1] == ["5"]]
+    assert row[1:4] == ["10", "200", "30"] and row[-1] == '"bone"'
+    assert " 10 200 30 " in (tmp_path / "x.ctbl").read_text()
     assert written and written[0].endswith("x.nii.gz")
     [again] = viewer.open(written[0], plugin=PLUGIN)
     assert isinstance(again, Labels)
     np.testing.assert_array_equal(again.data, labels)
     names = dict(zip(again.features["index"], again.features["name"]))
     assert names == {2: "liver", 5: "bone"}
-    # the colours of the written ITK-SNAP file (label 2: green)
+    # the colours of the written ITK-SNAP file: label 2 the standard green, label 5 the picked one
     np.testing.assert_allclose(again.get_color(2)[:3], np.array(label_colour(2)) / 255, atol=1 / 255)
+    np.testing.assert_allclose(again.get_color(5)[:3], np.array([10, 200, 30]) / 255, atol=1 / 255)
     np.testing.assert_allclose(again.data_to_world((2, 5, 4)), scan.data_to_world((2, 5, 4)), atol=1e-4)
 
 
@@ -241,3 +248,13 @@ def test_save_selected_layers_dialog_writes_nifti_with_the_plugins_filter(make_n
     viewer.window._qt_viewer._save_layers_dialog(selected=True)
     assert target.is_file()
     assert nib.load(str(target)).header["intent_code"] == 1002
+
+
+def test_a_label_colour_out_of_range_is_refused_in_one_line(tmp_path):
+    from napari_dfcseg.errors import VolumeIOError
+    from napari_dfcseg.io import Volume, write_labels
+
+    like = Volume.from_array(np.zeros((2, 3, 4), np.float32), spacing=(1.0, 1.0, 1.0))
+    with pytest.raises(VolumeIOError, match=r"label colours: label 1 needs \(r, g, b\) in 0..255"):
+        write_labels(tmp_path / "x.nii.gz", np.ones((2, 3, 4), np.uint8), like, colours={1: (300, 0, 0)})
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -9,33 +9,17 @@ from napari_dfcseg.datasets import head_phantom
 from napari_dfcseg.io import Volume
 from napari_dfcseg.plugin._layers import image_layer_data
 from napari_dfcseg.plugin._settings import REGION_AUTO
-from napari_dfcseg.plugin._widget import DFCSegWidget
+
+from conftest import dock_dfc_widget, wait_until_idle
 
 
-def _viewer(make_napari_viewer, seed=0, show=False):
-    p = head_phantom(shape=(8, 40, 36), spacing=(3.0, 1.2, 1.2), seed=seed)
-    volume = Volume.from_array(p.image, spacing=p.spacing, modality="MR")
-    viewer = make_napari_viewer(show=show)
-    data, kwargs, _ = image_layer_data(volume, name="head")
-    image = viewer.add_image(data, **kwargs)
-    widget = DFCSegWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    s = widget.settings
-    s.image.value = image
-    s.preset.value = "fast"
-    s.n_channels.value = 8
-    s.device.value = "cpu"
-    s.tissues.value = "3"
-    return viewer, image, widget, p
-
-
-def _wait(qtbot, widget, timeout=120_000):
-    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+def _viewer(widget_viewer, show=False):
+    return widget_viewer(shape=(8, 40, 36), show=show, tissues="3")
 
 
 def test_preview_is_of_the_slice_the_user_looks_at_and_moves_neither_dims_nor_selection(
-        make_napari_viewer, qtbot):
-    viewer, image, widget, _ = _viewer(make_napari_viewer)
+        widget_viewer, qtbot):
+    viewer, image, widget, _ = _viewer(widget_viewer)
     widget.settings.max_iter.value = 12  # previews at iterations 1 and 10
     viewer.dims.set_current_step(0, 2)
     step = tuple(viewer.dims.current_step)
@@ -49,7 +33,7 @@ def test_preview_is_of_the_slice_the_user_looks_at_and_moves_neither_dims_nor_se
 
     handle = widget.run()
     handle.worker.yielded.connect(on_report)
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     assert seen, "no preview was shown"
     assert all(index == 2 for index, _, _ in seen)
     assert all(s == step for _, s, _ in seen)
@@ -67,20 +51,20 @@ def _gaps_of_a_run(qtbot, widget):
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
     widget.run()
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     qtbot.wait(500)  # the label table's recount lands after the run
     timer.stop()
     return np.diff(ticks) * 1000
 
 
 @pytest.mark.slow
-def test_the_event_loop_keeps_ticking_during_a_run(make_napari_viewer, qtbot):
+def test_the_event_loop_keeps_ticking_during_a_run(widget_viewer, qtbot):
     """Generous bounds (the machine is shared); benchmarks/gui_latency.py reports the figures.
 
     The first run adds two layers (body outline, result), which napari builds on
     the GUI thread; a second run writes into them and adds or removes none.
     """
-    viewer, _, widget, _ = _viewer(make_napari_viewer, show=True)
+    viewer, _, widget, _ = _viewer(widget_viewer, show=True)
     widget.settings.max_iter.value = 30
     qtbot.waitUntil(lambda: not widget.warm_up_worker.is_running, timeout=120_000)
     gaps = _gaps_of_a_run(qtbot, widget)
@@ -104,17 +88,10 @@ def test_an_rgb_image_is_segmented_as_one_colour_image(make_napari_viewer, qtbot
     rgb[10:30, 10:40, 1] = 180
     rgb = (rgb + np.random.default_rng(0).integers(0, 20, rgb.shape)).astype(np.uint8)
     image = viewer.add_image(rgb, name="photo", rgb=True)
-    widget = DFCSegWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    s = widget.settings
-    s.image.value = image
-    s.preset.value = "fast"
-    s.n_channels.value = 8
-    s.max_iter.value = 5
-    s.device.value = "cpu"
-    s.mode.value = "3D"  # a photo is one 2D image whatever the mode says
+    # a photo is one 2D image whatever the mode says
+    widget = dock_dfc_widget(viewer, image, max_iter=5, mode="3D")
     widget.run()
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     out = widget.output_layer
     assert out.data.shape == (40, 50)
     assert out.data.min() >= 1  # the whole photo is segmented (no body outline)
@@ -122,11 +99,11 @@ def test_an_rgb_image_is_segmented_as_one_colour_image(make_napari_viewer, qtbot
     assert np.isfinite(out.features["mean"]).all()
 
 
-def test_applied_model_leaves_the_air_of_another_scan_at_label_0(make_napari_viewer, qtbot, tmp_path):
-    viewer, image, widget, p = _viewer(make_napari_viewer)
+def test_applied_model_leaves_the_air_of_another_scan_at_label_0(widget_viewer, qtbot, tmp_path):
+    viewer, image, widget, p = _viewer(widget_viewer)
     widget.settings.max_iter.value = 5
     widget.run()
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     model = widget.save_model(tmp_path / "model.pt")
     # another scan of the same kind; the Region goes back to Auto for it
     other = head_phantom(shape=(8, 40, 36), spacing=(3.0, 1.2, 1.2), seed=5)
@@ -136,7 +113,7 @@ def test_applied_model_leaves_the_air_of_another_scan_at_label_0(make_napari_vie
     widget.settings.image.value = second
     widget.settings.region.value = REGION_AUTO
     widget.apply_model(model)
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     [applied] = [layer for layer in viewer.layers if layer.name == "other model labels"]
     body = viewer.layers["other body"].data > 0
     assert not applied.data[~body].any()  # no column of air labelled as tissue
@@ -144,38 +121,28 @@ def test_applied_model_leaves_the_air_of_another_scan_at_label_0(make_napari_vie
     assert (applied.data[other.mask] > 0).mean() > 0.8  # most of the head itself is labelled
 
 
-def test_apply_model_uses_the_extra_contrasts_the_model_was_trained_with(make_napari_viewer, qtbot,
+def test_apply_model_uses_the_extra_contrasts_the_model_was_trained_with(widget_viewer, qtbot,
                                                                          tmp_path, notifications):
-    viewer, image, widget, p = _viewer(make_napari_viewer)
+    viewer, image, widget, p = _viewer(widget_viewer)
     t2 = viewer.add_image(p.image.max() - p.image, name="t2", **{
         k: getattr(image, k) for k in ("scale", "translate")})
     s = widget.settings
     s.max_iter.value = 3
     s.channels.value = [t2]
     widget.run()
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     trained = widget.output_layer.data.copy()
     model = widget.save_model(tmp_path / "two_contrasts.pt")
     widget.replace_box.setChecked(False)
     widget.apply_model(model)  # same image, same contrast: the same labels
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     [applied] = [layer for layer in viewer.layers if layer.name == "head model labels"]
     np.testing.assert_array_equal(applied.data, trained)
     s.channels.value = []  # the model needs its second contrast: one line, no traceback
     widget.apply_model(model)
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     from napari.utils.notifications import NotificationSeverity
 
     errors = [n for n in notifications if n.severity == NotificationSeverity.ERROR]
     assert errors and "\n" not in errors[-1].message
     assert "channel" in errors[-1].message.lower() or "contrast" in errors[-1].message.lower()
-
-
-@pytest.fixture
-def notifications():
-    from napari.utils.notifications import notification_manager
-
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)

@@ -6,21 +6,11 @@ import pytest
 
 from napari_dfcseg.datasets import head_phantom
 from napari_dfcseg.io import Volume
-from napari_dfcseg.plugin._layers import image_layer_data
 from napari_dfcseg.plugin._widget import DFCSegWidget
 
+from conftest import dock_dfc_widget, wait_until_idle
+
 ROTATION = np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])  # columns: i, j, k in LPS
-
-
-@pytest.fixture
-def notifications():
-    """Every napari notification dispatched during the test."""
-    from napari.utils.notifications import notification_manager
-
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
 
 
 def _oblique_phantom_volume():
@@ -29,31 +19,14 @@ def _oblique_phantom_volume():
                              direction=ROTATION, modality="MR"), p
 
 
-def _viewer_with_widget(make_napari_viewer, volume, **settings):
-    viewer = make_napari_viewer()
-    data, kwargs, _ = image_layer_data(volume, name="phantom")
-    image = viewer.add_image(data, **kwargs)
-    widget = DFCSegWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    s = widget.settings
-    s.image.value = image
-    s.preset.value = "fast"
-    s.n_channels.value = 8
-    s.max_iter.value = 3
-    s.min_labels.value = 1
-    s.device.value = "cpu"
-    for name, value in settings.items():
-        getattr(s, name).value = value
+def _viewer_with_widget(widget_viewer, volume, **settings):
+    viewer, image, widget, _ = widget_viewer(volume, name="phantom", min_labels=1, **settings)
     return viewer, image, widget
 
 
-def _wait_finished(qtbot, widget, timeout=60_000):
-    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
-
-
-def test_run_adds_clusters_layer_on_the_image_that_edits_undoes_and_saves(make_napari_viewer, qtbot, tmp_path):
+def test_run_adds_clusters_layer_on_the_image_that_edits_undoes_and_saves(widget_viewer, qtbot, tmp_path):
     volume, _ = _oblique_phantom_volume()
-    viewer, image, widget = _viewer_with_widget(make_napari_viewer, volume)
+    viewer, image, widget = _viewer_with_widget(widget_viewer, volume)
     added, previewed = [], []
     viewer.layers.events.inserted.connect(lambda e: added.append(e.value.name))
     handle = widget.run()
@@ -61,7 +34,7 @@ def test_run_adds_clusters_layer_on_the_image_that_edits_undoes_and_saves(make_n
     handle.worker.yielded.connect(lambda r: r.info.get("preview") is not None and previewed.append(
         "phantom labels" in [layer.name for layer in viewer.layers]
         and bool(viewer.layers["phantom labels"].data.any())))
-    _wait_finished(qtbot, widget)
+    wait_until_idle(qtbot, widget)
 
     [out] = [layer for layer in viewer.layers if layer.name == "phantom labels"]
     assert previewed and all(previewed)  # a live preview was shown in the result layer...
@@ -94,20 +67,20 @@ def test_run_adds_clusters_layer_on_the_image_that_edits_undoes_and_saves(make_n
     assert model_path is not None
     widget.replace_box.setChecked(False)  # keep the first result: a new layer
     widget.apply_model(model_path)
-    _wait_finished(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     [applied] = [layer for layer in viewer.layers if layer.name == "phantom model labels"]
     np.testing.assert_array_equal(applied.data, out.data)
 
 
-def test_cancel_mid_run_adds_nothing_and_leaves_the_viewer_usable(make_napari_viewer, qtbot):
+def test_cancel_mid_run_adds_nothing_and_leaves_the_viewer_usable(widget_viewer, qtbot):
     volume, _ = _oblique_phantom_volume()
-    viewer, _, widget = _viewer_with_widget(make_napari_viewer, volume, max_iter=5000)
+    viewer, _, widget = _viewer_with_widget(widget_viewer, volume, max_iter=5000)
     reports = []
     handle = widget.run()
     handle.worker.yielded.connect(reports.append)
     qtbot.waitUntil(lambda: len(reports) >= 1, timeout=60_000)
     widget.cancel()
-    _wait_finished(qtbot, widget, timeout=20_000)
+    wait_until_idle(qtbot, widget, timeout=20_000)
     assert not handle.worker.is_running
     assert reports[-1].i < 5000
     assert [layer.name for layer in viewer.layers] == ["phantom"]
@@ -129,32 +102,27 @@ def _assert_one_line_error(notifications, text):
 def test_2d_layer_in_3d_mode_shows_an_error_notification(make_napari_viewer, qtbot, notifications):
     viewer = make_napari_viewer()
     slice_2d = head_phantom(shape=(4, 32, 28)).image[2]
-    viewer.add_image(slice_2d, name="slice")
-    widget = DFCSegWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.settings.image.value = viewer.layers["slice"]
-    widget.settings.mode.value = "3D"
-    widget.settings.max_iter.value = 2
+    widget = dock_dfc_widget(viewer, viewer.add_image(slice_2d, name="slice"), mode="3D")
     widget.run()
-    _wait_finished(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     _assert_one_line_error(notifications, "3D mode needs a 3D image")
     assert [layer.name for layer in viewer.layers] == ["slice"]
 
 
-def test_mismatched_scribbles_show_an_error_notification(make_napari_viewer, qtbot, notifications):
+def test_mismatched_scribbles_show_an_error_notification(widget_viewer, qtbot, notifications):
     volume, _ = _oblique_phantom_volume()
-    viewer, _, widget = _viewer_with_widget(make_napari_viewer, volume)
+    viewer, _, widget = _viewer_with_widget(widget_viewer, volume)
     bad = viewer.add_labels(np.zeros((6, 30, 28), dtype=np.uint8), name="wrong scribbles")
     widget.settings.scribbles.value = bad
     widget.run()
-    _wait_finished(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     _assert_one_line_error(notifications, "scribbles")
     assert not any(layer.name.endswith(" labels") for layer in viewer.layers)
 
 
-def test_add_scribbles_layer_is_empty_on_the_image_with_the_brush_ready(make_napari_viewer):
+def test_add_scribbles_layer_is_empty_on_the_image_with_the_brush_ready(widget_viewer):
     volume, _ = _oblique_phantom_volume()
-    viewer, image, widget = _viewer_with_widget(make_napari_viewer, volume)
+    viewer, image, widget = _viewer_with_widget(widget_viewer, volume)
     layer = widget.add_scribbles_layer()
     assert layer.data.shape == image.data.shape and not layer.data.any()
     np.testing.assert_allclose(layer.data_to_world((5, 31, 27)), image.data_to_world((5, 31, 27)))

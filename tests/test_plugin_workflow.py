@@ -5,38 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from napari_dfcseg.datasets import head_phantom
 from napari_dfcseg.cli import build_parser
 from napari_dfcseg.cli._options import config_from_args
 from napari_dfcseg.engine.parameters import load_config
-from napari_dfcseg.io import Volume
-from napari_dfcseg.plugin._layers import image_layer_data
 from napari_dfcseg.plugin._run import RUN_KEY
 from napari_dfcseg.plugin._settings import REGION_AUTO, REGION_WHOLE
 from napari_dfcseg.plugin._widget import DFCSegWidget
 
-
-def _phantom_viewer(make_napari_viewer, shape=(6, 40, 36), show=False, **settings):
-    p = head_phantom(shape=shape, spacing=(3.0, 1.2, 1.2))
-    volume = Volume.from_array(p.image, spacing=p.spacing, modality="MR")
-    viewer = make_napari_viewer(show=show)
-    data, kwargs, _ = image_layer_data(volume, name="head")
-    image = viewer.add_image(data, **kwargs)
-    widget = DFCSegWidget(viewer)
-    viewer.window.add_dock_widget(widget, area="right")
-    s = widget.settings
-    s.image.value = image
-    s.preset.value = "fast"
-    s.n_channels.value = 8
-    s.max_iter.value = 3
-    s.device.value = "cpu"
-    for name, value in settings.items():
-        getattr(s, name).value = value
-    return viewer, image, widget, p
-
-
-def _wait(qtbot, widget, timeout=60_000):
-    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+from conftest import wait_until_idle
 
 
 def test_front_controls_speak_tissues_region_mode_and_preset_with_a_tooltip_each(make_napari_viewer):
@@ -72,10 +48,10 @@ def test_forced_tissue_count_goes_into_the_config_and_is_checked_against_feature
         s.config()
 
 
-def test_open_advanced_section_keeps_the_window_within_the_screen(make_napari_viewer, qtbot):
+def test_open_advanced_section_keeps_the_window_within_the_screen(widget_viewer, qtbot):
     from qtpy.QtWidgets import QApplication
 
-    viewer, _, widget, _ = _phantom_viewer(make_napari_viewer, show=True)
+    viewer, _, widget, _ = widget_viewer(show=True)
     window = viewer.window._qt_window
     screen = QApplication.primaryScreen().availableGeometry()
     window.resize(min(1200, screen.width()), min(800, screen.height()))
@@ -93,10 +69,10 @@ def test_open_advanced_section_keeps_the_window_within_the_screen(make_napari_vi
     assert 0 <= top_left.y() < widget.scroll.viewport().height()
 
 
-def test_auto_region_keeps_air_at_clear_label_0_and_is_an_editable_layer_used_next(make_napari_viewer, qtbot):
-    viewer, image, widget, p = _phantom_viewer(make_napari_viewer, tissues="3")
+def test_auto_region_keeps_air_at_clear_label_0_and_is_an_editable_layer_used_next(widget_viewer, qtbot):
+    viewer, image, widget, p = widget_viewer(tissues="3")
     widget.run()
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     result = widget.output_layer
     body = viewer.layers["head body"]
     assert body.editable and body.data.shape == image.data.shape
@@ -111,16 +87,16 @@ def test_auto_region_keeps_air_at_clear_label_0_and_is_an_editable_layer_used_ne
     np.testing.assert_allclose(body.data_to_world((5, 39, 35)), image.data_to_world((5, 39, 35)))
 
 
-def test_second_run_replaces_the_result_as_one_undo_step_unless_unticked(make_napari_viewer, qtbot):
-    viewer, _, widget, _ = _phantom_viewer(make_napari_viewer, region=REGION_WHOLE, tissues="3")
+def test_second_run_replaces_the_result_as_one_undo_step_unless_unticked(widget_viewer, qtbot):
+    viewer, _, widget, _ = widget_viewer(region=REGION_WHOLE, tissues="3")
     widget.run()
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     first = widget.output_layer
     first_labels = first.data.copy()
     widget.settings.seed.value = 7
     widget.settings.tissues.value = "4"
     widget.run()
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     assert widget.output_layer is first
     assert [layer.name for layer in viewer.layers].count("head labels") == 1
     assert first.metadata[RUN_KEY]["seed"] == 7
@@ -128,16 +104,16 @@ def test_second_run_replaces_the_result_as_one_undo_step_unless_unticked(make_na
     np.testing.assert_array_equal(first.data, first_labels)
     widget.replace_box.setChecked(False)
     widget.run()
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     assert widget.output_layer is not first
     assert len([layer for layer in viewer.layers if layer.name.startswith("head labels")]) == 2
 
 
-def test_a_cancelled_second_run_leaves_the_previous_result_as_it_was(make_napari_viewer, qtbot):
+def test_a_cancelled_second_run_leaves_the_previous_result_as_it_was(widget_viewer, qtbot):
     """The second run previews into the result it replaces, locked; a cancel gives it back intact."""
-    viewer, _, widget, _ = _phantom_viewer(make_napari_viewer, region=REGION_WHOLE, tissues="3")
+    viewer, _, widget, _ = widget_viewer(region=REGION_WHOLE, tissues="3")
     widget.run()
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     first = widget.output_layer
     kept, history = first.data.copy(), len(first._undo_history)
     widget.settings.max_iter.value = 5000
@@ -149,17 +125,17 @@ def test_a_cancelled_second_run_leaves_the_previous_result_as_it_was(make_napari
     qtbot.waitUntil(lambda: len(previews) >= 2, timeout=60_000)
     assert previews == [False] * len(previews)  # no brush strokes into a layer the run writes
     widget.cancel()
-    _wait(qtbot, widget, timeout=20_000)
+    wait_until_idle(qtbot, widget, timeout=20_000)
     np.testing.assert_array_equal(first.data, kept)
     assert first.editable and len(first._undo_history) == history
     assert [layer.name for layer in viewer.layers].count("head labels") == 1
 
 
 def test_run_record_in_metadata_and_exported_settings_rebuild_the_same_config(
-        make_napari_viewer, qtbot, tmp_path):
-    viewer, _, widget, _ = _phantom_viewer(make_napari_viewer, region=REGION_WHOLE, tissues="4", seed=3)
+        widget_viewer, qtbot, tmp_path):
+    viewer, _, widget, _ = widget_viewer(region=REGION_WHOLE, tissues="4", seed=3)
     widget.run()
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     record = widget.output_layer.metadata[RUN_KEY]
     assert record["seed"] == 3 and record["mode"] == "2d" and record["region"] == "whole"
     assert record["config"]["n_clusters"] == 4 and record["config"]["max_iter"] == 3
@@ -174,10 +150,10 @@ def test_run_record_in_metadata_and_exported_settings_rebuild_the_same_config(
     assert config_from_args(args) == widget.settings.config()
 
 
-def test_an_error_before_a_run_replaces_the_old_status_message(make_napari_viewer, qtbot):
-    viewer, image, widget, _ = _phantom_viewer(make_napari_viewer, region=REGION_WHOLE)
+def test_an_error_before_a_run_replaces_the_old_status_message(widget_viewer, qtbot):
+    viewer, image, widget, _ = widget_viewer(region=REGION_WHOLE)
     widget.run()
-    _wait(qtbot, widget)
+    wait_until_idle(qtbot, widget)
     assert widget.status.text().startswith("Done")
     widget.settings.tissues.value = "9"  # more tissues than the 8 feature maps
     widget.run()
@@ -185,10 +161,10 @@ def test_an_error_before_a_run_replaces_the_old_status_message(make_napari_viewe
     assert "DFCConfig" not in widget.status.text()
 
 
-def test_shortcuts_run_and_cancel_from_anywhere_in_the_window(make_napari_viewer, qtbot):
+def test_shortcuts_run_and_cancel_from_anywhere_in_the_window(widget_viewer, qtbot):
     from qtpy.QtCore import Qt
 
-    viewer, _, widget, _ = _phantom_viewer(make_napari_viewer, show=True, region=REGION_WHOLE,
+    viewer, _, widget, _ = widget_viewer(show=True, region=REGION_WHOLE,
                                            max_iter=5000)
     window = viewer.window._qt_window
     window.activateWindow()
@@ -197,5 +173,5 @@ def test_shortcuts_run_and_cancel_from_anywhere_in_the_window(make_napari_viewer
     qtbot.keyClick(canvas, Qt.Key_R, Qt.ControlModifier | Qt.ShiftModifier)
     qtbot.waitUntil(lambda: widget.running, timeout=5_000)
     qtbot.keyClick(canvas, Qt.Key_X, Qt.ControlModifier | Qt.ShiftModifier)
-    _wait(qtbot, widget, timeout=30_000)
+    wait_until_idle(qtbot, widget, timeout=30_000)
     assert "Cancelled" in widget.status.text()

@@ -167,16 +167,31 @@ def _nifti_image(labels, like):
     return img
 
 
-def _table_rows(labels, names):
+def _label_key(key, what):
+    if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key <= MAX_LABEL:
+        raise VolumeIOError(f"label {what}: keys must be label numbers 0..{MAX_LABEL}; got {key!r}")
+    return int(key)
+
+
+def _rgb(label, colour):
+    try:
+        rgb = tuple(int(v) for v in colour)
+    except (TypeError, ValueError):
+        rgb = ()
+    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+        raise VolumeIOError(f"label colours: label {label} needs (r, g, b) in 0..255; got {colour!r}")
+    return rgb
+
+
+def _table_rows(labels, names, colours=None):
     names = {} if names is None else dict(names)
+    colours = {_label_key(k, "colours"): _rgb(k, v) for k, v in dict(colours or {}).items()}
     ids = set(np.unique(labels).tolist()) | {0}
-    for key in names:
-        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key <= MAX_LABEL:
-            raise VolumeIOError(f"label names: keys must be label numbers 0..{MAX_LABEL}; got {key!r}")
-        ids.add(int(key))
+    ids |= {_label_key(key, "names") for key in names}
     for label in sorted(ids):
         default = "Clear Label" if label == 0 else f"Label {label}"
-        yield label, label_colour(label), _clean_name(names.get(label, default))
+        colour = colours.get(label, label_colour(label)) if label else label_colour(0)
+        yield label, colour, _clean_name(names.get(label, default))
 
 
 def _itksnap_text(rows):
@@ -205,7 +220,7 @@ def _nifti_bytes(img, compressed):
     return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
 
 
-def label_outputs(path, labels=None, like=None, names=None):
+def label_outputs(path, labels=None, like=None, names=None, colours=None):
     """The three files :func:`write_labels` writes, as :class:`~napari_dfcseg.io.atomic.Output` s.
 
     With ``labels`` and ``like`` the outputs carry their content (validated
@@ -228,7 +243,7 @@ def label_outputs(path, labels=None, like=None, names=None):
         raise VolumeIOError(f"{nifti_path}: the folder {nifti_path.parent} does not exist")
     labels = _label_array(labels, like, nifti_path)
     _refuse_overwrite(nifti_path, like)
-    rows = list(_table_rows(labels, names))
+    rows = list(_table_rows(labels, names, colours))
     img = _nifti_image(labels, like)
     compressed = nifti_path.name.lower().endswith(".gz")
     nifti.write = lambda f: f.write(_nifti_bytes(img, compressed))
@@ -237,7 +252,7 @@ def label_outputs(path, labels=None, like=None, names=None):
     return [nifti, itksnap, slicer]
 
 
-def write_labels(path, labels, like, names=None, *, overwrite=True):
+def write_labels(path, labels, like, names=None, *, overwrite=True, colours=None):
     """Save a label volume as NIfTI aligned with the scan ``like``, plus colour tables.
 
     Parameters
@@ -251,6 +266,9 @@ def write_labels(path, labels, like, names=None, *, overwrite=True):
         The scan; its geometry becomes the NIfTI's sform and qform.
     names : dict of int to str, optional
         Label names for the colour tables (default "Label N").
+    colours : dict of int to (r, g, b), optional
+        Colours 0-255 for the colour tables (default :func:`label_colour`),
+        e.g. the ones a user picked in napari; label 0 stays black.
     overwrite : bool
         True (default, as a save dialog that has asked): an existing label
         volume at ``path`` and its two tables are replaced.  False: any
@@ -277,7 +295,7 @@ def write_labels(path, labels, like, names=None, *, overwrite=True):
     NIFTI_INTENT_LABEL, xyz units mm, sform_code = qform_code = 1, empty
     descrip / aux_file / db_name, no extensions: no patient data can reach it.
     """
-    outputs = label_outputs(path, labels, like, names)
+    outputs = label_outputs(path, labels, like, names, colours)
     if outputs[0].path.is_dir():
         raise VolumeIOError(f"{outputs[0].path}: is a folder")
     return write_outputs(outputs, overwrite=overwrite)

@@ -62,6 +62,19 @@ SOURCE_KEY = "dfcseg_source_layer"
 _REFRESH_DELAY_MS = 600
 
 
+def _button(text, tooltip):
+    button = QPushButton(text)
+    button.setToolTip(tooltip)
+    return button
+
+
+def _row(*widgets):
+    row = QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget)
+    return row
+
+
 # ----------------------------------------------------------------------- widget
 class LabelTable(LabelDisplayActions, QWidget):
     """Table of the labels of one Labels layer, with merge / islands / relabel actions.
@@ -103,39 +116,33 @@ class LabelTable(LabelDisplayActions, QWidget):
         self.table.setToolTip("Click a row to paint that label; tick Show to hide or show it; "
                               "double-click a colour to change it, a name to type it")
 
-        self.merge_button = QPushButton("Merge selected")
-        self.merge_button.setToolTip("Give the selected labels the smallest selected label value")
-        self.islands_button = QPushButton("Remove islands <")
-        self.islands_button.setToolTip("Pieces smaller than this take the label around them")
+        self.merge_button = _button("Merge selected",
+                                    "Give the selected labels the smallest selected label value")
+        self.islands_button = _button("Remove islands <",
+                                      "Pieces smaller than this take the label around them")
         self.islands_size = QSpinBox()
         self.islands_size.setRange(1, 10_000_000)
         self.islands_size.setValue(50)
         self.islands_size.setSuffix(" vox")
-        self.size_button = QPushButton("Relabel by size")
-        self.size_button.setToolTip("Number the labels 1, 2, … from the largest")
-        self.intensity_button = QPushButton("Relabel by intensity")
-        self.intensity_button.setToolTip("Number the labels 1, 2, … from the darkest")
-        self.copy_button = QPushButton("Copy")
-        self.copy_button.setToolTip("Copy the table (tab-separated) to paste into a spreadsheet")
-        self.csv_button = QPushButton("Export CSV…")
-        self.csv_button.setToolTip("Save label, name, voxels, mL, mean and SD as a CSV file")
-        self.refresh_button = QPushButton("Refresh")
+        self.size_button = _button("Relabel by size", "Number the labels 1, 2, … from the largest")
+        self.intensity_button = _button("Relabel by intensity",
+                                        "Number the labels 1, 2, … from the darkest")
+        self.copy_button = _button("Copy", "Copy the table (tab-separated) to paste into a spreadsheet")
+        self.csv_button = _button("Export CSV…", "Save label, name, voxels, mL, mean and SD as a CSV file")
+        self.refresh_button = _button("Refresh", "Recount the table now")
         self.note = QLabel("Edits are undoable with Ctrl+Z on the labels layer.")
         self.note.setWordWrap(True)
 
         actions = QGridLayout()
-        actions.addWidget(self.merge_button, 0, 0)
-        islands = QHBoxLayout()
-        islands.addWidget(self.islands_button)
-        islands.addWidget(self.islands_size)
-        actions.addLayout(islands, 0, 1)
-        actions.addWidget(self.size_button, 1, 0)
-        actions.addWidget(self.intensity_button, 1, 1)
-        export = QHBoxLayout()
-        export.addWidget(self.copy_button)
-        export.addWidget(self.csv_button)
-        actions.addLayout(export, 2, 0)
-        actions.addWidget(self.refresh_button, 2, 1)
+        grid = [[self.merge_button, _row(self.islands_button, self.islands_size)],
+                [self.size_button, self.intensity_button],
+                [_row(self.copy_button, self.csv_button), self.refresh_button]]
+        for r, cells in enumerate(grid):
+            for c, cell in enumerate(cells):
+                if isinstance(cell, QHBoxLayout):
+                    actions.addLayout(cell, r, c)
+                else:
+                    actions.addWidget(cell, r, c)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -10,7 +10,8 @@ import numpy as np
 
 from ._layers import volume_of_layer_state
 
-__all__ = ["write_labels_layer", "write_seg_nrrd_layer", "label_names_of_features"]
+__all__ = ["write_labels_layer", "write_seg_nrrd_layer", "label_names_of_features",
+           "label_colours_of_state"]
 
 
 def write_labels_layer(path, data, meta):
@@ -24,7 +25,8 @@ def write_labels_layer(path, data, meta):
         The label image.
     meta : dict
         The layer's state as napari passes it to writers (transform,
-        ``metadata["dfcseg"]`` geometry, ``features`` with optional names).
+        ``metadata["dfcseg"]`` geometry, ``features`` with optional names,
+        ``colormap``: the colours the layer shows go into the label tables).
 
     Returns
     -------
@@ -36,7 +38,8 @@ def write_labels_layer(path, data, meta):
     labels = np.asarray(data)
     like = volume_of_layer_state(labels, meta)
     names = label_names_of_features(meta.get("features"))
-    written = write_labels(path, labels, like=like, names=names or None)
+    written = write_labels(path, labels, like=like, names=names or None,
+                           colours=label_colours_of_state(meta, labels))
     return [str(p) for p in written]
 
 
@@ -66,3 +69,23 @@ def label_names_of_features(features):
         if int(label) != 0 and isinstance(name, str) and name.strip():
             names[int(label)] = name.strip()
     return names
+
+
+def label_colours_of_state(meta, labels):
+    """``{label: (r, g, b)}`` 0-255 of the labels present, as the layer's colormap shows them.
+
+    Only explicit colours count: a ``DirectLabelColormap`` (this plugin's
+    layers, a colour picked in the label table). napari's automatic cyclic
+    colours are no one's choice, so those labels get the standard colours of
+    the written tables. Hidden labels (alpha 0, *Show* unticked) keep their colour.
+    """
+    colormap = meta.get("colormap")
+    if colormap is None or getattr(colormap, "color_dict", None) is None:
+        return {}
+    ids = np.unique(np.asarray(labels))
+    ids = ids[ids > 0]
+    if ids.size == 0:
+        return {}
+    rgba = np.asarray(colormap.map(ids), dtype=float)
+    rgb = np.clip(np.rint(rgba[:, :3] * 255.0), 0, 255).astype(int)
+    return {int(k): tuple(int(v) for v in c) for k, c in zip(ids, rgb)}
