@@ -88,6 +88,14 @@ DAMAGE = [
     ("even kernel", _set("kernel_shape", [2, 3]), "kernel_shape must be 2 positive odd integers"),
     ("scribble classes", _set("n_scribble_classes", 99), "n_scribble_classes = 99 is outside 0..8"),
     ("zero spacing", _set("spacings", [[0.0, 1.0, 1.0]]), "spacings must be positive"),
+    # the anchor mixture the labelling pass uses (labels depend on it)
+    ("NaN mixture mean", _set("mixture", lambda p: [p["mixture"][0] * math.nan, *p["mixture"][1:]]),
+     "mixture holds NaN"),
+    ("zero mixture variance", _set("mixture", lambda p: [p["mixture"][0], p["mixture"][1] * 0,
+                                                         p["mixture"][2]]), "must be positive"),
+    ("mixture of 2 tensors", _set("mixture", lambda p: p["mixture"][:2]), "mixture must be three"),
+    ("mixture of 2 channels", _set("mixture", lambda p: [p["mixture"][0].repeat(1, 2),
+                                                         *p["mixture"][1:]]), "mixture has shapes"),
 ]
 
 
@@ -104,6 +112,10 @@ def test_every_damaged_field_is_a_model_file_error_naming_it(model, tmp_path, na
 def test_an_intact_model_still_loads_and_labels_as_before(model, phantom, tmp_path):
     loaded = load_model(model.save(tmp_path / "model.pt"))
     np.testing.assert_array_equal(loaded.label_of, model.label_of)
+    # the anchor mixture travels with the model: the labelling pass needs it
+    assert model.mixture is not None
+    for stored, kept in zip(loaded.mixture, model.mixture):
+        np.testing.assert_array_equal(stored, kept)
     a = apply_model(model, phantom.image, spacing=phantom.spacing, mask=phantom.mask).labels
     b = apply_model(loaded, phantom.image, spacing=phantom.spacing, mask=phantom.mask).labels
     np.testing.assert_array_equal(a, b)

@@ -1,4 +1,4 @@
-"""Engine variants on the whole degraded MNI152 volume (5 % noise, 20 % bias), 2D or 3D mode.
+"""Engine variants on the whole degraded MNI152 volume (5 % noise, 20 % bias by default), 2D or 3D mode.
 
 Each run prints Dice CSF / GM / WM (many-to-one) inside the brain mask. The
 variants measured so far are in docs/method.md ("Anchored self-labels").
@@ -10,6 +10,7 @@ Usage (from the repository root)::
     python -m benchmarks.experiments.mni_whole --override '{"mixture_components": null, "min_labels": 3}'
     python -m benchmarks.experiments.mni_whole --mode 3d --seeds 0
     python -m benchmarks.experiments.mni_whole --scribbles 3
+    python -m benchmarks.experiments.mni_whole --noise 0.09 --bias 0.4
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main(argv=None):
     parser.add_argument("--override", default="{}", help="JSON dict of DFCConfig fields")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--scribbles", type=int, default=0, help="simulated scribbled slices")
+    parser.add_argument("--noise", type=float, default=0.05, help="Rician noise (0.09: issue 11's hard case)")
+    parser.add_argument("--bias", type=float, default=0.2, help="bias-field amplitude (0.4: the hard case)")
     args = parser.parse_args(argv)
 
     import torch
@@ -41,7 +44,7 @@ def main(argv=None):
 
     from benchmarks.cases import simulate_scribbles
 
-    p = mni152(noise=0.05, bias=0.2, seed=0)
+    p = mni152(noise=args.noise, bias=args.bias, seed=0)
     config = dataclasses.replace(DFCConfig.preset(args.preset), **json.loads(args.override))
     scores = []
     for seed in [int(s) for s in args.seeds.split(",")]:

@@ -14,6 +14,7 @@ import torch
 
 from .device import autocast, reuse_freed_memory
 from .labelling import RawLabels
+from .prior import anchored_target, mixture_tensors
 from .result import check_cancel
 from .sampling import stack_regions, with_halo
 
@@ -189,7 +190,15 @@ def _chunks(bbox, size):
 @torch.no_grad()
 @reuse_freed_memory()
 def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
-    """Label every voxel of ``vol``'s mask with its argmax cluster.
+    """Label every voxel of ``vol``'s mask with its cluster.
+
+    The cluster is the argmax of the responses or, when ``vol`` carries an
+    intensity mixture and the config anchors to it, the anchored target the
+    training iterations used (:func:`.prior.anchored_target`: the network's
+    log-probability plus ``mixture_weight`` times the intensity
+    log-likelihood): the label is the E-step of the mixture whose spatial
+    prior is the network, so a class the network has not learnt yet keeps
+    the voxels its intensity claims (measured in docs/method.md, "Final labels").
 
     Parameters
     ----------
@@ -214,6 +223,8 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
     counts = torch.zeros(p, dtype=torch.int64)
     feature_sum = torch.zeros(p, p, dtype=torch.float64)
     intensity_sum = torch.zeros(p, dtype=torch.float64)
+    mixture = (mixture_tensors(vol.mixture, device)
+               if vol.mixture is not None and config.anchor_weight > 0 else None)
 
     if mode == "2d":
         # in plane: the mask's bounding box plus the halo, so every mask
@@ -234,6 +245,7 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
             r = _forward(net, x, device)  # (b, p, h, w)
             target = (z_idx, ys, xs)
             inner = r
+            x_inner = x
         else:
             ext = tuple(slice(max(0, s.start - h), min(n, s.stop + h))
                         for s, n, h in zip(job, shape, halo))
@@ -241,8 +253,13 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
             r = _forward(net, x, device)[0]  # (p, dz, dy, dx)
             crop = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(job, ext))
             inner = r[(slice(None),) + crop].unsqueeze(0)
+            x_inner = x[(slice(None), slice(None)) + crop]
             target = job
-        block_ids = inner.argmax(1).cpu()  # (b, ...) int64
+        if mixture is None:
+            block_ids = inner.argmax(1).cpu()  # (b, ...) int64
+        else:
+            x_t = torch.from_numpy(np.ascontiguousarray(x_inner)).to(inner.device)
+            block_ids = anchored_target(inner, x_t, mixture, config.mixture_weight).cpu()
         if mode == "2d":
             valid = (np.ones(block_ids.shape, bool) if vol.mask is None
                      else vol.mask[z_idx][:, ys, xs])

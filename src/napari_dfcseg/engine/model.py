@@ -47,6 +47,11 @@ class Model:
     normalization : IntensityNormalization
         Fitted on the training images; applied to every image the model labels
         (stored in the file as ``norm_stats``, plain types).
+    mixture : tuple of (k, c) means, (k, c) variances, (k,) weights, or None
+        The intensity mixture that anchored training (of the first training
+        volume); the labelling pass takes the anchored target with it
+        (:func:`~napari_dfcseg.engine.inference.label_volume`). None: the
+        bare argmax (not anchored, or a model file written before it was stored).
     label_of : (p,) int64 ndarray
         Label of every cluster; 0 for clusters never seen in training.
     label_means : (K, p) float64 ndarray
@@ -73,6 +78,7 @@ class Model:
     normalization: IntensityNormalization
     label_of: np.ndarray
     label_means: np.ndarray
+    mixture: tuple | None = None
     n_scribble_classes: int = 0
     seed: int = 0
     n_iterations: int = 0
@@ -136,6 +142,8 @@ class Model:
             "seed": int(self.seed),
             "n_iterations": int(self.n_iterations),
         }
+        if self.mixture is not None:
+            payload["mixture"] = [torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in self.mixture]
         if self.kernel_shape is not None:
             payload["kernel_shape"] = [int(k) for k in self.kernel_shape]
         if self.spacings is not None:

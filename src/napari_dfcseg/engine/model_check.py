@@ -121,6 +121,23 @@ def _label_means(tensor, n_labels, n_features):
     return means
 
 
+def _mixture(value, n_channels, in_channels):
+    """(means, variances, weights) float64 arrays from the stored list of three tensors."""
+    if (not isinstance(value, (list, tuple)) or len(value) != 3
+            or not all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in value)):
+        raise DamagedModel("mixture must be three floating-point tensors (means, variances, weights)")
+    means, variances, weights = (t.numpy().astype(np.float64) for t in value)
+    k = weights.shape[0] if weights.ndim == 1 else -1
+    if not (1 <= k <= n_channels and means.shape == (k, in_channels) == variances.shape):
+        raise DamagedModel(f"mixture has shapes {means.shape}, {variances.shape}, {weights.shape}; "
+                           f"expected (k, {in_channels}), (k, {in_channels}), (k,) with k <= {n_channels}")
+    if not all(np.isfinite(a).all() for a in (means, variances, weights)):
+        raise DamagedModel("mixture holds NaN or infinite values")
+    if (variances <= 0).any() or (weights <= 0).any():
+        raise DamagedModel("mixture variances and weights must be positive")
+    return means, variances, weights
+
+
 def checked_fields(payload):
     """:class:`~.model.Model` keyword arguments from a loaded model file, every field checked.
 
@@ -154,14 +171,17 @@ def checked_fields(payload):
         spacings = tuple(tuple(_finite_floats(s, "spacings", 3)) for s in payload["spacings"])
         if any(v <= 0 for s in spacings for v in s):
             raise DamagedModel("spacings must be positive")
+    normalization = _normalization(payload["norm_stats"], in_channels)
+    mixture = _mixture(payload["mixture"], p, in_channels) if "mixture" in payload else None
     return dict(
         config=config,
         mode=mode,
         in_channels=in_channels,
         state_dict=_state_dict(payload["state_dict"]),
-        normalization=_normalization(payload["norm_stats"], in_channels),
+        normalization=normalization,
         label_of=label_of,
         label_means=_label_means(payload["label_means"], n_labels, p),
+        mixture=mixture,
         n_scribble_classes=_int(payload, "n_scribble_classes", 0, p),
         seed=_int(payload, "seed", 0, MAX_SEED),
         n_iterations=_int(payload, "n_iterations", 0, 10**9),

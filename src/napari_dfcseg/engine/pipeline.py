@@ -272,7 +272,7 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
     dev = resolve_device(device)
     x = denoise(model.normalization.apply(inputs.image), model.config.denoise,
                 inputs.spacing, thick_slice_ratio=model.config.thick_slice_ratio)
-    vol = TrainingVolume(x, inputs.mask, None, inputs.spacing)
+    vol = TrainingVolume(x, inputs.mask, None, inputs.spacing, mixture=model.mixture)
     with reproducible(model.seed, dev):
         raw = label_volume(model.network(dev), vol, model.mode, model.config, dev,
                            cancel=cancel, on_step=_label_steps(progress))
@@ -362,7 +362,8 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
                                  n_scribble_classes=n_scribble, n_clusters=config.n_clusters)
     model = Model(config=config, mode=mode, in_channels=inputs[0].n_channels,
                   state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                  normalization=normalization, label_of=label_of,
+                  normalization=normalization, mixture=volumes[0].mixture,
+                  label_of=label_of,
                   label_means=label_means(label_of, counts, feature_sum),
                   n_scribble_classes=n_scribble, seed=int(seed),
                   n_iterations=history.n_iterations, kernel_shape=net.kernel_shape,
