@@ -107,3 +107,24 @@ def test_engine_sgd_steps_exactly_as_torch_optim_sgd():
             opt.step()
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("mode", ["2d", "3d"])
+def test_eval_responses_in_place_equal_the_eval_forward(mode):
+    # labelling uses net.respond (in-place ReLU/BatchNorm, head as one matrix product):
+    # it must give forward()'s responses, channels last, and the same argmax
+    net = _trained_like_net(mode).eval()
+    with torch.no_grad():
+        for bn in net.batchnorms:
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    torch.manual_seed(1)
+    x = torch.rand((2, 1, 20, 24) if mode == "2d" else (1, 1, 8, 12, 10))
+    with torch.no_grad():
+        ref = net(x).movedim(1, -1)
+    out = net.respond(x)
+    assert out.shape == ref.shape and out.is_contiguous()
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5)
+    assert torch.mean((out.argmax(-1) == ref.argmax(-1)).float()) > 0.999
+    with pytest.raises(RuntimeError, match="eval"):
+        net.train().respond(x)

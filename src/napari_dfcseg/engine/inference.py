@@ -27,6 +27,12 @@ def _forward(net, x, device):
         return net(torch.from_numpy(np.ascontiguousarray(x)).to(device)).float()
 
 
+def _respond(net, x, device):
+    """Eval-mode responses of a numpy block, channels last (B, *spatial, p), float32."""
+    with autocast(device):
+        return net.respond(torch.from_numpy(np.ascontiguousarray(x)).to(device)).float()
+
+
 def volume_halo(net):
     """The network's receptive radius along the volume's (z, y, x) axes (2D nets: z = 0)."""
     return (0, *net.halo) if net.dims == 2 else tuple(net.halo)
@@ -239,27 +245,28 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
 
     for done, job in enumerate(jobs, 1):
         check_cancel(cancel)
+        # responses channels last: (b, ..., p)
         if mode == "2d":
             z_idx, ys, xs = job
             x = vol.x[:, z_idx, ys, xs].transpose(1, 0, 2, 3)
-            r = _forward(net, x, device)  # (b, p, h, w)
+            inner = _respond(net, x, device)  # (b, h, w, p)
             target = (z_idx, ys, xs)
-            inner = r
             x_inner = x
         else:
             ext = tuple(slice(max(0, s.start - h), min(n, s.stop + h))
                         for s, n, h in zip(job, shape, halo))
             x = vol.x[(slice(None),) + ext][np.newaxis]
-            r = _forward(net, x, device)[0]  # (p, dz, dy, dx)
+            r = _respond(net, x, device)  # (1, dz, dy, dx, p)
             crop = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(job, ext))
-            inner = r[(slice(None),) + crop].unsqueeze(0)
+            inner = r[(slice(None),) + crop]
             x_inner = x[(slice(None), slice(None)) + crop]
             target = job
         if mixture is None:
-            block_ids = inner.argmax(1).cpu()  # (b, ...) int64
+            block_ids = inner.argmax(-1).cpu()  # (b, ...) int64
         else:
             x_t = torch.from_numpy(np.ascontiguousarray(x_inner)).to(inner.device)
-            block_ids = anchored_target(inner, x_t, mixture, config.mixture_weight).cpu()
+            block_ids = anchored_target(inner.movedim(-1, 1), x_t, mixture,
+                                        config.mixture_weight).cpu()
         if mode == "2d":
             valid = (np.ones(block_ids.shape, bool) if vol.mask is None
                      else vol.mask[z_idx][:, ys, xs])
@@ -272,7 +279,7 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
         block = np.full(block_ids.shape, -1, dtype=np.int16)
         block[valid] = sel.numpy().astype(np.int16)
         ids[target] = block if mode == "2d" else block[0]
-        feats = inner.movedim(1, -1)[valid_t.to(inner.device)].cpu()
+        feats = inner[valid_t.to(inner.device)].cpu()
         counts += torch.bincount(sel, minlength=p)
         # float64 sums (exact enough for any volume), converted a slab at a time: a
         # float64 copy of a whole batch's responses was ~270 MB on 512×512 slices

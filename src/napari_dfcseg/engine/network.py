@@ -39,6 +39,13 @@ def kernel_shape(kernel: int, spacing, thick_ratio: float | None = 2.0) -> tuple
     return tuple(1 if s >= thick_ratio * finest else int(kernel) for s in spacing)
 
 
+def _eval_affine(norm, dtype):
+    """``(scale, shift)`` of an eval-mode BatchNorm: ``norm(x) = x * scale + shift``."""
+    scale = norm.weight.float() * torch.rsqrt(norm.running_var.float() + norm.eps)
+    shift = norm.bias.float() - norm.running_mean.float() * scale
+    return scale.to(dtype), shift.to(dtype)
+
+
 def receptive_radius(n_conv: int, kernel) -> "int | tuple":
     """Voxels of context on each side that one output voxel depends on.
 
@@ -118,3 +125,34 @@ class DFCNet(nn.Module):
         for f, norm in self.stages():
             x = norm(f(x))
         return x
+
+    @torch.no_grad()
+    def respond(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval-mode responses, channels last: ``forward(x).movedim(1, -1)`` up to rounding.
+
+        For labelling whole volumes: each ReLU and BatchNorm (its running
+        statistics, as in eval mode) is applied in place on the convolution's
+        output, and the 1×1 head is one matrix product on the channels-last
+        features with its BatchNorm folded in. A fresh full-size tensor per
+        layer was most of the labelling time on 512×512 slices (each is
+        page-faulted in: ``relu`` measured 4.7× slower than ``relu_``).
+
+        Returns
+        -------
+        (B, *spatial, p) tensor, contiguous.
+        """
+        if self.training:
+            raise RuntimeError("respond() uses the running statistics: call eval() first")
+        shape = (1, -1) + (1,) * self.dims
+        x = x.contiguous(memory_format=self._memory_format)
+        for conv, norm in zip(self.convs, self.norms):
+            x = torch.relu_(conv(x))
+            scale, shift = _eval_affine(norm, x.dtype)
+            x.mul_(scale.view(shape)).add_(shift.view(shape))
+        features = x.movedim(1, -1).contiguous()  # a view in 2D (channels last)
+        scale, shift = _eval_affine(self.head_norm, torch.float32)
+        weight = self.head.weight.reshape(self.n_channels, -1).float() * scale[:, None]
+        bias = self.head.bias.float() * scale + shift
+        flat = features.reshape(-1, features.shape[-1])
+        out = torch.addmm(bias.to(flat.dtype), flat, weight.t().to(flat.dtype))
+        return out.reshape(features.shape[:-1] + (self.n_channels,))
