@@ -41,7 +41,7 @@ def test_two_classes_sharing_one_cluster_each_get_their_own_connected_region():
     image, lesion, scribbles = _lesion_case()
     # the network's view: lesion and surroundings are one label (one cluster)
     labels = np.ones(lesion.shape, np.uint8)
-    out, grown = grow_from_scribbles(labels, scribbles, image, (2.0, 1.0, 1.0))
+    out, grown, _ = grow_from_scribbles(labels, scribbles, image, (2.0, 1.0, 1.0))
     assert set(grown) == {1, 2}
     one, n = ndi.label(out == 1)
     assert n == 1  # the lesion class is one connected region ...
@@ -51,17 +51,25 @@ def test_two_classes_sharing_one_cluster_each_get_their_own_connected_region():
     assert (out == 2).sum() > lesion.size - 2 * lesion.sum()
 
 
-def test_growth_stays_in_a_box_around_the_strokes():
+def test_the_rest_of_a_shared_region_takes_the_class_of_its_tissue_and_nothing_else_moves():
     image, lesion, scribbles = _lesion_case()
     labels = np.full(lesion.shape, 4, np.uint8)  # an unscribbled label holds both classes' strokes
     labels[:, :, 40:] = 3  # another tissue, never touched
+    out, grown, unmarked = grow_from_scribbles(labels, scribbles, image, (2.0, 1.0, 1.0))
+    assert _dice(out == 1, lesion) >= 0.85
+    # beyond the strokes' box the region is the ring's tissue (330): the ring's class
     box = growth_box(np.argwhere(scribbles > 0), labels.shape)
-    out, grown = grow_from_scribbles(labels, scribbles, image, (2.0, 1.0, 1.0))
-    outside = np.ones(labels.shape, bool)
-    outside[box] = False
-    assert (out[outside] == labels[outside]).all()
-    assert (out[:, :, 40:] == 3).all()
-    assert _dice(out == 1, lesion) >= 0.85 and {1, 2, 4} <= set(grown)
+    beyond = np.ones(labels.shape, bool)
+    beyond[box] = False
+    assert (out[beyond & (labels == 4)] == 2).all()
+    assert (out[:, :, 40:] == 3).all() and unmarked is None
+    # a brighter third tissue from the box's border on is no stroked class's: it keeps its label
+    core = np.zeros(labels.shape, bool)
+    core[tuple(slice(b.start + 1, b.stop - 1) for b in box)] = True
+    bright = np.where(~core & (labels == 4), image + 300, image).astype(np.float32)
+    out, _, _ = grow_from_scribbles(labels, scribbles, bright, (2.0, 1.0, 1.0))
+    assert (out[beyond & (labels == 4)] == 4).mean() > 0.99
+    assert _dice(out == 1, lesion) >= 0.75
 
 
 def test_a_shared_cluster_going_on_to_distant_tissue_does_not_take_the_lesion_class():

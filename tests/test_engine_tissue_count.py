@@ -70,7 +70,9 @@ def test_scribbled_classes_keep_their_ids_with_auto_count():
     _, r = _tiny("auto", scribbles=scribbles)
     assert r.n_tissues >= 4
     wm = r.labels[p.truth == 3]
-    csf = r.labels[p.truth == 1]
     assert (wm == 1).mean() > 0.8
-    assert (csf == 2).mean() > 0.6
+    assert (r.labels[z][p.truth[z] == 1] == 2).all()  # the stroked CSF is CSF
+    # the network (6 iterations) puts CSF and grey matter in one cluster: the CSF class must
+    # not take the grey matter nobody stroked (the former majority rule gave it 94 % of it)
+    assert (r.labels[p.truth == 2] == 2).mean() < 0.5
     assert set(np.unique(r.labels)) >= {0, 1, 2, 3}

@@ -152,7 +152,7 @@ def apply_label_map(ids, label_of):
     return lut.astype(dtype)[ids + np.int16(1)]
 
 
-def split_by_scribbles(labels, scribbles, image=None, spacing=None):
+def split_by_scribbles(labels, scribbles, image=None, spacing=None, unmarked=None):
     """Split labels that hold scribbles of several classes by connectivity.
 
     The network is translation invariant: two regions that look the same get
@@ -175,6 +175,10 @@ def split_by_scribbles(labels, scribbles, image=None, spacing=None):
         The scan, for the growth.
     spacing : 3 floats, optional
         (sz, sy, sx) mm of the growth (default isotropic).
+    unmarked : callable, optional
+        ``unmarked(labels, where)``: the labels of the parts of split regions
+        that are no stroked class's tissue (without it they keep the label
+        the network gave them).
 
     Returns
     -------
@@ -185,7 +189,9 @@ def split_by_scribbles(labels, scribbles, image=None, spacing=None):
     if image is not None and labels.ndim == 3:
         from .scribble_grow import grow_from_scribbles
 
-        labels, grown = grow_from_scribbles(labels, scribbles, image, spacing or (1.0, 1.0, 1.0))
+        labels, grown, rest = grow_from_scribbles(labels, scribbles, image, spacing or (1.0, 1.0, 1.0))
+        if rest is not None and unmarked is not None:
+            labels = unmarked(labels, rest)
         if grown:
             log.info("regions holding scribbles of several classes split by growth from them: %s",
                      grown)
@@ -264,13 +270,19 @@ def finish_labels(label_of, means, raw, scribbles=None, min_size=0, confine=Fals
     labels = apply_label_map(raw.ids, label_of)
     if scribbles is not None:
         from .scribble_grow import paint_scribbles
+        from .scribble_reach import confine_scribbled_classes, nearest_other_label
 
-        labels = paint_scribbles(split_by_scribbles(labels, scribbles, image, spacing), scribbles)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cluster_means = raw.feature_sum / raw.counts[:, None]
+
+        def unmarked(labels, where):
+            # tissue beyond the strokes that is none of the stroked classes: a label nobody scribbled
+            return nearest_other_label(labels, where, raw.ids, cluster_means, means,
+                                       exclude=range(1, int(scribbles.max()) + 1))
+
+        labels = paint_scribbles(split_by_scribbles(labels, scribbles, image, spacing, unmarked),
+                                 scribbles)
         if confine:
-            from .scribble_reach import confine_scribbled_classes
-
-            with np.errstate(invalid="ignore", divide="ignore"):
-                cluster_means = raw.feature_sum / raw.counts[:, None]
             labels, moved = confine_scribbled_classes(labels, scribbles, int(scribbles.max()),
                                                       raw.ids, cluster_means, means)
             if moved:

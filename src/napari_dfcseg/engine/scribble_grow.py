@@ -21,11 +21,13 @@ own strokes and they meet where the image changes. So:
    strokes almost freely, dearer tissue at a price, and never tissue unlike
    it. Where the region goes on beyond the box, the rest of the region
    competes too, from those box faces and with their intensities, so that a
-   third tissue nobody stroked stops the classes; the rest keeps the
-   region's label when that is no scribbled class, else it takes the class
-   stroked most there (what the whole region got before). Each class keeps
-   only what is connected to its own strokes. The work scales with the
-   box, not the volume.
+   third tissue nobody stroked stops the classes; the rest takes the
+   stroked class that is the same tissue (the faces' median within one
+   spread of its strokes'); else it keeps the region's label when that is
+   no stroked class, and gets a label nobody scribbled when it is one (the
+   caller's :func:`~.scribble_reach.nearest_other_label`). Each class keeps only
+   what is connected to its own strokes. The work scales with the box, not
+   the volume.
 2. :func:`paint_scribbles`: every scribbled voxel inside the mask has the
    class the user painted, whatever the network and the island filter said.
 
@@ -50,6 +52,11 @@ MIN_MARGIN_VOXELS = 1
 MAX_PENALTY = 2.5 ** 2
 #: The competitor that stands for the rest of a region beyond the box.
 REST = -1
+#: The rest of a region no stroked class is (see :func:`grow_from_scribbles`).
+UNMARKED = REST
+#: The rest of a region is a stroked class's tissue when its median lies within this many
+#: robust spreads of the strokes' median.
+SAME_TISSUE = 1.0
 
 
 def paint_scribbles(labels, scribbles):
@@ -102,6 +109,11 @@ def grow_from_scribbles(labels, scribbles, image, spacing):
         A new array (uint16 if a class id does not fit the input dtype).
     grown : dict of int -> int
         Voxels each class holds in the split regions after the growth.
+    unmarked : bool ndarray or None
+        Voxels of split regions whose label is a stroked class that no stroked
+        class reached and whose rest is no stroked class's tissue (they keep
+        the region's label here; the caller gives them a label nobody
+        scribbled).
     """
     labels = np.asarray(labels)
     scribbles = np.asarray(scribbles)
@@ -111,9 +123,9 @@ def grow_from_scribbles(labels, scribbles, image, spacing):
     scribbled = (scribbles > 0) & (labels > 0)
     top = int(scribbles[scribbled].max()) if scribbled.any() else 0
     out = labels.astype(np.uint16) if top > np.iinfo(labels.dtype).max else labels.copy()
-    grown = {}
+    grown, unmarked = {}, None
     if not scribbled.any():
-        return out, grown
+        return out, grown, unmarked
     s_lab, s_cls = labels[scribbled], scribbles[scribbled]
     coords = np.argwhere(scribbled)
     for value in np.unique(s_lab):
@@ -131,24 +143,31 @@ def grow_from_scribbles(labels, scribbles, image, spacing):
                                         coords[in_k] - [b.start for b in box], s_cls[in_k], image,
                                         spacing)
             inside = components[box] == k
-            if rest != value:
+            if rest == UNMARKED:
+                if unmarked is None:
+                    unmarked = np.zeros(labels.shape, bool)
+                unmarked |= components == k
+                unmarked[box][inside & (region != UNMARKED)] = False
+                region = np.where(region == UNMARKED, value, region)
+            elif rest != value:
                 out[components == k] = rest
             sub = out[box]
             sub[inside] = region[inside].astype(out.dtype)
             for c, n in zip(*np.unique(region[inside], return_counts=True)):
                 grown[int(c)] = grown.get(int(c), 0) + int(n)
-    return out, grown
+    return out, grown, unmarked
 
 
 def _grow_region(components, k, box, own, seed_at, seed_class, image, spacing):
-    """Labels of region ``k`` inside ``box``, and the label of the rest of the region.
+    """Labels of region ``k`` inside ``box`` (:data:`REST`: the rest), and the rest's label.
 
     Where the region goes on beyond the box, the rest of the region competes
     from those box faces, with their own intensities (so that a third
-    tissue nobody stroked stops the classes). It keeps the region's label
-    when that is no class scribbled here; else it takes the class stroked
-    most here (the tissue around a lesion, or the larger tissue: what the
-    whole region got before the growth).
+    tissue nobody stroked stops the classes). It takes the stroked class
+    whose strokes are the same tissue (the faces' median within
+    :data:`SAME_TISSUE` spreads of the strokes' median); when none is, it
+    keeps the region's label if that is no stroked class, else it is
+    :data:`UNMARKED` (for the caller to relabel).
     """
     inside = components[box] == k
     seeds = {int(c): seed_at[seed_class == c] for c in np.unique(seed_class)}
@@ -158,12 +177,17 @@ def _grow_region(components, k, box, own, seed_at, seed_class, image, spacing):
     # each class's intensity model: the user's strokes
     models = {c: smooth[tuple(at.T)] for c, at in seeds.items()}
     face = _continuing_faces(components, k, box)
-    rest = own if own not in seeds else int(np.bincount(seed_class).argmax())
     if not face.any():
-        return _compete(seeds, models, inside, smooth, spacing, rest), rest
+        return _compete(seeds, models, inside, smooth, spacing, own), own
+    fit = {c: float(np.median(_distance2(smooth[face], v, inside, smooth))) for c, v in models.items()}
+    best = min(fit, key=fit.get)
+    if fit[best] <= SAME_TISSUE ** 2:
+        rest = best
+    else:
+        rest = own if own not in seeds else UNMARKED
     seeds[REST], models[REST] = np.argwhere(face), smooth[face]
     region = _compete(seeds, models, inside, smooth, spacing, REST)
-    return np.where(region == REST, rest, region), rest
+    return (region if rest == UNMARKED else np.where(region == REST, rest, region)), rest
 
 
 def _compete(seeds, models, inside, smooth, spacing, default):
