@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,27 @@ import numpy as np
 import pytest
 
 from napari_dfcseg.engine.config import DFCConfig
+
+# One intra-op thread for the whole session (and the processes it starts): the test volumes
+# are tiny, so a second thread mostly spins; on the 2-core machine test_engine_segment.py took
+# 32 s of CPU with torch's default 2 threads and 9 s with 1. Before, whichever test first called
+# torch.set_num_threads(1) set it for the rest of the run, so costs depended on the order.
+# Tests of other thread counts set them explicitly (test_reproducibility.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    try:
+        import torch
+    except ImportError:  # the torch-free parts can be tested without it
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 #: a config that trains in about a second: 8 channels, 8 iterations, tiny batches
 TINY = dataclasses.replace(DFCConfig.preset("fast"), n_channels=8, max_iter=8, min_labels=1,

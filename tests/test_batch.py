@@ -415,7 +415,7 @@ def test_cli_batch_on_its_own_local_cluster_with_json_progress(cohort, tmp_path)
     assert lines[5]["stage"] == "message" and "3 labelled" in lines[5]["message"]
     assert [ln for ln in result.stderr.splitlines() if ln.startswith("dfcseg:")] == \
         [f"dfcseg: bad-input: {cohort.root}/broken.nii.gz: cannot read the NIfTI header:"
-         f" File {cohort.root}/broken.nii.gz is not a gzip file"]
+         " it is not gzip-compressed (is the .gz suffix right?)"]
     records = ledger_lines(out)
     workers = {r["worker"] for r in records}
     assert len(workers) == 2 and all(w.startswith("tcp://") for w in workers)

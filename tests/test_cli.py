@@ -344,6 +344,21 @@ def test_train_then_apply_to_another_scan(small_scan, tmp_path):
     assert len(np.unique(np.asarray(labels.dataobj))) >= 2
 
 
+def test_a_warning_of_the_engine_is_one_line_in_a_fresh_process(tmp_path):
+    """A model of 5 mm slices applied to 1 mm voxels: one ``dfcseg: warning:`` line, not also
+    the logging module's last-resort copy (only a process without pytest's handlers shows it)."""
+    from conftest import TINY
+    from napari_dfcseg import train_model
+
+    thick = head_phantom(shape=(6, 24, 20), spacing=(5.0, 1.0, 1.0))
+    model = train_model(thick.image, mode="3d", spacing=thick.spacing, config=TINY).save(tmp_path / "m.pt")
+    scan = write_nifti(tmp_path / "iso.nii.gz", thick.image.astype(np.int16), np.eye(4))
+    result = run_cli_process("apply", model, scan, tmp_path / "labels.nii.gz")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dfcseg: warning: the model's network has 1×3×3 kernels")
+
+
 def test_apply_with_a_corrupt_model_is_one_line_error(small_scan, tmp_path):
     model = tmp_path / "model.pt"
     model.write_bytes(b"not a model at all")

@@ -17,7 +17,7 @@ from napari_dfcseg.metrics import dice_per_tissue
 
 @pytest.fixture(scope="module")
 def phantom():
-    return head_phantom(shape=(12, 40, 36), spacing=(2.5, 1.0, 1.0), noise=0.05, bias=0.2)
+    return head_phantom(shape=(8, 32, 28), spacing=(2.5, 1.0, 1.0), noise=0.05, bias=0.2)
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,17 @@ napari's start-up with the plugin installed) imports neither torch nor Qt.
 >>> result = segment(volume, mode="2d", spacing=(2.5, 1, 1), config="fast")  # doctest: +SKIP
 """
 
+import logging
 from importlib import import_module
 
 from .errors import Cancelled, DFCError, InvalidInputError, ModelFileError, VolumeIOError
 
 __version__ = "0.1.0"
+
+# a library's loggers get a NullHandler only: without one, where the application configured no
+# logging (the dfcseg command), Python's last-resort handler printed each engine warning on
+# stderr a second time, under the "dfcseg: warning: ..." line of the same warnings.warn
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # name -> module that defines it; resolved on first attribute access (PEP 562)
 _LAZY = {

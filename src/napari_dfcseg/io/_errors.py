@@ -20,19 +20,22 @@ _THROWN_IN = re.compile(r"^Exception thrown in SimpleITK")
 _ITK_PREFIX = re.compile(r"^(?:sitk::ERROR|itk::ERROR|ITK ERROR):\s*(?:\w+\(0x[0-9a-fA-F]+\):\s*)?")
 _NRRD_PREFIX = re.compile(r"^\[nrrd\]\s*(?:\w+:\s*)?")
 
-# library wording -> the user's: what is wrong with their file
-_IN_USER_WORDS = (
-    (re.compile(r"expected (\d+) bytes but received (\d+)"),
-     lambda m: f"the file is truncated: {m[2]} of its {m[1]} bytes of voxel data are there"),
-    (re.compile(r"fread got only (\d+) \d+-sized things, not (\d+)"),
-     lambda m: f"the file is truncated: {m[1]} of its {m[2]} voxels are there"),
-    (re.compile(r"data not read completely\s*ideal = (\d+) : actual = (\d+)"),
-     lambda m: f"the file is truncated: {m[2]} of its {m[1]} bytes of voxel data are there"),
-    (re.compile(r"Unable to determine ImageIO reader"),
-     lambda m: "its content is not an image format SimpleITK reads (is the suffix right?)"),
-    (re.compile(r"DimSize required and not defined|Cannot parse file"),
-     lambda m: "its header is incomplete or damaged"),
-)
+# library wording -> the user's: what is wrong with their file ({0}, {1}: the pattern's groups)
+_TRUNCATED = "the file is truncated: "
+_IN_USER_WORDS = tuple((re.compile(pattern), words) for pattern, words in (
+    (r"expected (\d+) bytes but received (\d+)", _TRUNCATED + "{1} of its {0} bytes of voxel data are there"),
+    (r"fread got only (\d+) \d+-sized things, not (\d+)", _TRUNCATED + "{0} of its {1} voxels are there"),
+    (r"data not read completely\s*ideal = (\d+) : actual = (\d+)",
+     _TRUNCATED + "{1} of its {0} bytes of voxel data are there"),
+    (r"Compressed file ended before the end-of-stream marker", _TRUNCATED + "its compressed data end early"),
+    (r"CRC check failed|Error -3 while decompressing",
+     "the file is damaged: its compressed data do not decompress"),
+    (r"is not a gzip file|Not a gzipped file", "it is not gzip-compressed (is the .gz suffix right?)"),
+    (r"Cannot work out file type of", "it has no valid NIfTI header"),
+    (r"Unable to determine ImageIO reader",
+     "its content is not an image format SimpleITK reads (is the suffix right?)"),
+    (r"DimSize required and not defined|Cannot parse file", "its header is incomplete or damaged"),
+))
 
 
 def _clip(text):
@@ -52,7 +55,7 @@ def one_line(err, extra=""):
     for pattern, words in _IN_USER_WORDS:
         found = pattern.search(flat)
         if found:
-            return _clip(words(found))
+            return _clip(words.format(*found.groups()))
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not _THROWN_IN.match(ln.strip())]
     nrrd = [_NRRD_PREFIX.sub("", ln) for ln in lines if ln.startswith("[nrrd]")]
     nrrd = [ln for ln in nrrd if ln]
