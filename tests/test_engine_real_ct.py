@@ -32,9 +32,12 @@ def test_default_keeps_bone_liver_and_lung_of_the_public_ct(real_data):
     ref = np.asarray(read_volume(folder / "reference_totalsegmentator.nii.gz").array)
     result = segment(ct, spacing=vol.spacing, seed=0)
     dice = {g: _best_label_dice(result.labels, np.isin(ref, ids)) for g, ids in GROUPS.items()}
-    # measured seed 0: bone 0.76, liver 0.52, lung 0.44 (GMM(8) on raw HU: 0.83 / 0.52 / 0.28)
-    assert dice["bone"] > 0.7, dice
-    assert dice["liver"] > 0.45, dice
+    # measured seed 0: bone 0.79, liver 0.76, lung 0.42 (GMM(8) on raw HU: 0.83 / 0.52 / 0.28);
+    # the soft-tissue window counted on its own gives K = 8 (the whole range alone: 5-6,
+    # and liver 0.52: docs/method.md, "CT: the tissue count")
+    assert result.n_tissues >= 7, result.tissue_count_reason
+    assert dice["bone"] > 0.74, dice
+    assert dice["liver"] > 0.7, dice
     assert dice["lung"] > 0.38, dice
     outside_air = (ct < -900) & ~ndi.binary_fill_holes(ct > -500)
     assert np.mean(result.labels[outside_air] == 0) > 0.95

@@ -76,3 +76,39 @@ def test_scribbled_classes_keep_their_ids_with_auto_count():
     # not take the grey matter nobody stroked (the former majority rule gave it 94 % of it)
     assert (r.labels[p.truth == 2] == 2).mean() < 0.5
     assert set(np.unique(r.labels)) >= {0, 1, 2, 3}
+
+
+def _synthetic_ct(seed=0):
+    """A 40×64×64 'trunk' in HU: air outside, fat, three organs 40 HU apart, lung and bone."""
+    rng = np.random.default_rng(seed)
+    hu = np.full((40, 64, 64), -1000.0)
+    hu[:, 4:60, 4:60] = -100.0                       # fat
+    hu[:, 10:30, 10:54] = 20.0                       # organ A
+    hu[:, 30:50, 10:32] = 60.0                       # organ B
+    hu[:, 30:50, 32:54] = 100.0                      # organ C
+    hu[:, 12:20, 14:26] = -850.0                     # lung
+    hu[:, 52:56, 20:44] = 700.0                      # bone
+    return hu + rng.normal(0, 8, hu.shape)
+
+
+def test_ct_counts_the_soft_tissue_window_on_its_own():
+    from napari_dfcseg.engine.tissue_count import choose_ct_tissue_count
+
+    hu = _synthetic_ct()
+    mask = hu > -500
+    mask[:, 12:20, 14:26] = True  # the lung is inside the body
+    full = choose_tissue_count(hu, mask)
+    ct = choose_ct_tissue_count(hu, mask, full=full)
+    # fat and the three organs inside the window (plus their partial volume), plus lung
+    # and bone: at least 6; over the whole HU range the 40-HU organ steps weigh little
+    # beside the lung / fat / bone steps (measured: 5)
+    assert ct.k >= 6 and ct.k > full.k, (ct.reason, full.reason)
+    assert "soft-tissue window" in ct.reason and "bone" in ct.reason
+
+
+def test_ct_count_is_never_below_the_whole_range_count():
+    from napari_dfcseg.engine.tissue_count import choose_ct_tissue_count
+
+    p = head_phantom(shape=(12, 48, 40))
+    full = choose_tissue_count(p.image, p.mask)
+    assert choose_ct_tissue_count(p.image * 0.0 + 30.0, p.mask, full=full).k == full.k

@@ -339,15 +339,16 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
     volumes = [TrainingVolume(x, i.mask, i.scribbles, i.spacing) for x, i in zip(xs, inputs)]
     if normalization.constant:
         return _Fit(None, inputs, [], config, mask_sources)
-    config, reason = _resolve_config(volumes, config, n_scribble, seed)
-    if config.mixture_components:
-        from .foreground import looks_like_ct
+    from .foreground import looks_like_ct
 
+    ct = looks_like_ct(inputs[0].image[..., 0])
+    config, reason = _resolve_config(volumes, config, n_scribble, seed,
+                                     hu=[i.image[..., 0] for i in inputs] if ct else None)
+    if config.mixture_components:
         # CT: one variance per component. HU are calibrated (no bias field) and CT tissues
         # differ in spread (bone wide, fat narrow): on the public CT a tied 6-component
         # mixture kept bone at Dice 0.47, a free one 0.74 (docs/method.md, "CT")
-        tied = not looks_like_ct(inputs[0].image[..., 0])
-        _anchor(volumes, config, n_scribble, seed, tied=tied)
+        _anchor(volumes, config, n_scribble, seed, tied=not ct)
     start = time.perf_counter()
     with reproducible(seed, dev):
         net, history, _ = train_network(volumes, mode=mode, config=config,
@@ -423,12 +424,14 @@ def _scribbled_outside(scribbles, mask):
     return bool(np.any(outside[present] > 0.5 * total[present]))
 
 
-def _resolve_config(volumes, config, n_scribble, seed):
+def _resolve_config(volumes, config, n_scribble, seed, hu=None):
     """The config after looking at the normalised volumes, and why its tissue count.
 
     With ``n_clusters="auto"``: K from :func:`~.tissue_count.choose_tissue_count`
-    on channel 0 inside each volume's mask (the largest K over several
-    volumes, so no volume loses a tissue), at least the scribbled classes,
+    on channel 0 inside each volume's mask; on CT (``hu``: channel 0 of each
+    volume in HU) :func:`~.tissue_count.choose_ct_tissue_count`, which counts
+    the soft-tissue window on its own. The largest K over several
+    volumes, so no volume loses a tissue; at least the scribbled classes,
     at most ``n_channels``. The anchor then gets K components. The returned
     config is the one the model stores and the result reports.
     """
@@ -436,10 +439,13 @@ def _resolve_config(volumes, config, n_scribble, seed):
         reason = ("forced" if config.n_clusters is not None
                   else "not merged (n_clusters=None): as many labels as the network keeps")
         return config, reason
-    from .tissue_count import K_RANGE, choose_tissue_count
+    from .tissue_count import K_RANGE, choose_ct_tissue_count, choose_tissue_count
 
     k_range = (K_RANGE[0], min(K_RANGE[1], config.n_channels))
     counts = [choose_tissue_count(v.x[0], v.mask, k_range=k_range, seed=seed) for v in volumes]
+    if hu is not None:
+        counts = [choose_ct_tissue_count(h, v.mask, k_range=k_range, seed=seed, full=c)
+                  for h, v, c in zip(hu, volumes, counts)]
     chosen = max(counts, key=lambda c: c.k)
     k, reason = chosen.k, chosen.reason
     if n_scribble > k:
