@@ -32,7 +32,7 @@ own strokes and they meet where the image changes. So:
    class the user painted, whatever the network and the island filter said.
 
 Measured on the real brain MR (2 mL tumour, strokes on 2 slices): the
-tumour's best-component Dice went from 0.001 to 0.81 (docs/method.md).
+tumour's best-component Dice went from 0.001 to 0.78-0.79 (docs/method.md).
 """
 
 from __future__ import annotations
