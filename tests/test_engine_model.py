@@ -107,6 +107,8 @@ def test_plain_pickle_and_garbage_files_are_refused(tmp_path):
         load_model(other)
     with pytest.raises(ModelFileError, match="does not exist"):
         load_model(tmp_path / "missing.pt")
+    with pytest.raises(ModelFileError, match="is a folder, not a napari-dfcseg model file"):
+        load_model(tmp_path)
 
 
 @pytest.mark.parametrize("content, problem", [

@@ -230,6 +230,8 @@ def load_model(path) -> Model:
     volume of wrong labels.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a napari-dfcseg model file")
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     try:
