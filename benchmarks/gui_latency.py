@@ -25,7 +25,14 @@ PERIOD_MS = 20
 
 
 class GapRecorder:
-    """Ticks of a 20 ms timer on the GUI thread, and named events between them."""
+    """Ticks of a 20 ms timer on the GUI thread, and named events between them.
+
+    Besides the widget's own events it records Python's garbage collections
+    longer than 20 ms and, from a watchdog thread, where every thread was
+    when the GUI thread had not ticked for 150 ms (a stall the widget's
+    handlers do not explain: another thread holding the GIL, the collector,
+    or no CPU for the process).
+    """
 
     def __init__(self, period_ms=PERIOD_MS):
         from qtpy.QtCore import QTimer
@@ -36,13 +43,57 @@ class GapRecorder:
         self.timer = QTimer()
         self.timer.setInterval(period_ms)
         self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+        self._gc_start = None
+        self._watching = False
+
+    def _on_gc(self, phase, info):
+        now = time.perf_counter()
+        if phase == "start":
+            self._gc_start = now
+        elif self._gc_start is not None and now - self._gc_start > 0.02:
+            self.events.append((now, f"gc generation {info.get('generation')}: "
+                                     f"{(now - self._gc_start) * 1000:.0f} ms"))
+
+    def _watch(self):
+        import sys
+        import threading
+        import traceback
+
+        gui = threading.main_thread().ident
+        reported = None
+        while self._watching:
+            time.sleep(0.05)
+            last = self.ticks[-1] if self.ticks else None
+            if last is None or time.perf_counter() - last < 0.15 or reported == last:
+                continue
+            reported = last
+            where = []
+            for ident, frame in sys._current_frames().items():
+                if ident == threading.get_ident():
+                    continue
+                name = "GUI" if ident == gui else "other"
+                top = traceback.extract_stack(frame)[-2 if ident == gui else -4:]
+                where.append(f"{name}: " + " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                                                      for f in reversed(top)))
+            self.events.append((time.perf_counter(), "stalled at " + " | ".join(sorted(where))))
 
     def start(self):
+        import gc
+        import threading
+
         self.ticks = [time.perf_counter()]
+        gc.callbacks.append(self._on_gc)
+        self._watching = True
+        threading.Thread(target=self._watch, daemon=True, name="gap-watchdog").start()
         self.timer.start()
 
     def stop(self):
+        import gc
+
         self.timer.stop()
+        self._watching = False
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         self.ticks.append(time.perf_counter())
 
     def mark(self, name):

@@ -10,6 +10,7 @@ unmasked). Writes into docs/img/:
 
 - ``widget_segmented.png``: the whole window, the widget beside the segmented scan
   (automatic body outline, tissue count chosen automatically);
+- ``widget_running.png``: a run in progress, its live preview on the slice in view;
 - ``widget_coronal.png``: the same in a coronal view (head up, as in Slicer);
 - ``widget_advanced.png``: the widget's inputs with the Advanced section open;
 - ``label_table.png``: the label table after naming a label.
@@ -73,7 +74,17 @@ def main(scan=DEFAULT_SCAN):
     settle()
     s.grab().save(str(IMG / "widget_advanced.png"))
     s.advanced.collapse(animate=False)
+    nz = image.data.shape[0]
+    viewer.dims.set_point(0, image.data_to_world((nz // 2 + 2, 0, 0))[0])
     widget.run()
+    # the live preview: the slice in view, drawn into the result layer while it trains
+    wait_until(lambda: not widget.running or (
+        widget.preview.layer is not None and widget.preview.layer.data.any()
+        and "Training" in widget.status.text()))
+    if widget.running:
+        close_toasts(viewer)
+        settle()
+        viewer.screenshot(str(IMG / "widget_running.png"), canvas_only=False)
     wait_until(lambda: not widget.running)
     wait_until(lambda: widget.label_table.table.rowCount() > 0, 120)
     from napari_dfcseg.plugin._label_table import NAME
@@ -82,8 +93,6 @@ def main(scan=DEFAULT_SCAN):
     # a name typed in the table goes into the saved label description files
     table.item(table.rowCount() - 1, NAME).setText("brightest tissue")
     viewer.layers.selection.active = widget.output_layer
-    nz = image.data.shape[0]
-    viewer.dims.set_point(0, image.data_to_world((nz // 2 + 2, 0, 0))[0])
     close_toasts(viewer)
     settle()
     viewer.screenshot(str(IMG / "widget_segmented.png"), canvas_only=False)

@@ -166,7 +166,8 @@ def test_show_tick_hides_a_label_and_a_new_colour_goes_into_the_colormap(table_o
     assert layer.get_color(2)[3] == 1.0
     table.set_label_colour(1, (10, 200, 30))
     np.testing.assert_allclose(layer.get_color(1), (10 / 255, 200 / 255, 30 / 255, 1.0))
-    assert table.table.item(0, LABEL).background().color().getRgb()[:3] == (10, 200, 30)
+    table.table.selectRow(0)  # the colour shows on the selected row too
+    assert table.table.item(0, LABEL).data(Qt.DecorationRole).getRgb()[:3] == (10, 200, 30)
 
 
 def test_copy_and_csv_export_hold_voxels_ml_mean_and_sd(table_on_layers, tmp_path):

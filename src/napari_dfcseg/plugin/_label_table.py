@@ -303,8 +303,9 @@ class LabelTable(LabelDisplayActions, QWidget):
         swatch.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
         rgb = colour_of(layer, label)
         if rgb is not None:
-            swatch.setBackground(QColor(*rgb))
-            swatch.setForeground(QColor("black") if sum(rgb) > 382 else QColor("white"))
+            # a colour square beside the number: unlike a cell background it
+            # stays visible on the selected row (the label being painted)
+            swatch.setData(Qt.DecorationRole, QColor(*rgb))
         self.table.setItem(r, LABEL, swatch)
         name = QTableWidgetItem(str(row.name))
         name.setFlags(fixed | Qt.ItemIsEditable)
