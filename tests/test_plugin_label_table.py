@@ -40,6 +40,15 @@ def table_on_layers(make_napari_viewer, qtbot):
     return viewer, layer, table, qtbot
 
 
+def _click_row(qtbot, table, row):
+    """A plain mouse click (no modifier) on the row's label cell, as a user clicks it."""
+    from qtpy.QtCore import Qt
+
+    view = table.table
+    rect = view.visualItemRect(view.item(row, LABEL))
+    qtbot.mouseClick(view.viewport(), Qt.LeftButton, Qt.NoModifier, rect.center())
+
+
 def test_table_counts_voxels_volume_and_intensity_into_features(table_on_layers):
     _, layer, table, _ = table_on_layers
     features = layer.features.set_index("index")
@@ -56,7 +65,7 @@ def test_table_counts_voxels_volume_and_intensity_into_features(table_on_layers)
 def test_merge_selected_labels_is_one_undo_step(table_on_layers):
     _, layer, table, qtbot = table_on_layers
     before = layer.data.copy()
-    table.table.selectRow(1)  # label 2
+    _click_row(qtbot, table, 1)  # label 2
     table.table.setRangeSelected(_row_range(table.table, 2), True)  # + label 3
     assert table.selected_labels() == [2, 3]
     table.merge_selected()
@@ -144,7 +153,7 @@ def test_a_recount_finishing_after_the_table_is_closed_is_ignored(table_on_layer
 
 def test_clicking_a_row_picks_its_label_for_the_brush_and_the_row_follows_the_layer(table_on_layers):
     _, layer, table, qtbot = table_on_layers
-    table.table.selectRow(1)
+    _click_row(qtbot, table, 1)
     assert layer.selected_label == 2
     layer.selected_label = 3  # napari's own label box (or its "=" key)
     assert table.selected_labels() == [3]
@@ -154,10 +163,26 @@ def test_clicking_a_row_picks_its_label_for_the_brush_and_the_row_follows_the_la
     assert layer.selected_label == 3
 
 
+def test_label_shortcuts_step_one_label_while_their_modifiers_are_held(table_on_layers):
+    """Ctrl+Shift+Up/Down call step_label with Shift held: it must not extend the selection."""
+    from qtpy.QtCore import Qt
+
+    _, layer, table, qtbot = table_on_layers
+    layer.selected_label = 3
+    qtbot.keyPress(table.table, Qt.Key_Shift, Qt.ShiftModifier | Qt.ControlModifier)
+    try:
+        table.step_label(-1)
+        assert layer.selected_label == 2 and table.selected_labels() == [2]
+        table.step_label(-1)
+        assert layer.selected_label == 1 and table.selected_labels() == [1]
+    finally:
+        qtbot.keyRelease(table.table, Qt.Key_Shift, Qt.NoModifier)
+
+
 def test_show_tick_hides_a_label_and_a_new_colour_goes_into_the_colormap(table_on_layers):
     from qtpy.QtCore import Qt
 
-    _, layer, table, _ = table_on_layers
+    _, layer, table, qtbot = table_on_layers
     table.table.item(1, SHOW).setCheckState(Qt.Unchecked)  # hide label 2
     assert layer.get_color(2)[3] == 0.0
     assert layer.get_color(1)[3] == 1.0
@@ -166,7 +191,7 @@ def test_show_tick_hides_a_label_and_a_new_colour_goes_into_the_colormap(table_o
     assert layer.get_color(2)[3] == 1.0
     table.set_label_colour(1, (10, 200, 30))
     np.testing.assert_allclose(layer.get_color(1), (10 / 255, 200 / 255, 30 / 255, 1.0))
-    table.table.selectRow(0)  # the colour shows on the selected row too
+    _click_row(qtbot, table, 0)  # the colour shows on the selected row too
     assert table.table.item(0, LABEL).data(Qt.DecorationRole).getRgb()[:3] == (10, 200, 30)
 
 
@@ -193,7 +218,7 @@ def test_copy_and_csv_export_hold_voxels_ml_mean_and_sd(table_on_layers, tmp_pat
 def test_undo_of_a_merge_recounts_the_table_and_brings_back_the_merged_labels_name(table_on_layers):
     _, layer, table, qtbot = table_on_layers
     table.table.item(2, NAME).setText("lesion")  # label 3
-    table.table.selectRow(1)
+    _click_row(qtbot, table, 1)
     table.table.setRangeSelected(_row_range(table.table, 2), True)
     table.merge_selected()
     qtbot.waitUntil(lambda: table.table.rowCount() == 2, timeout=10_000)

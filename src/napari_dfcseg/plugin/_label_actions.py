@@ -1,4 +1,5 @@
-"""Display and export actions of the label table: colour, visibility, clipboard, CSV.
+"""Selection, display and export actions of the label table: the brush's label, colour,
+visibility, clipboard, CSV.
 
 A mixin of :class:`~._label_table.LabelTable` (it uses the table's ``layer``,
 ``table``, ``_fill`` and ``_on_error_text``).
@@ -7,6 +8,7 @@ A mixin of :class:`~._label_table.LabelTable` (it uses the table's ``layer``,
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtCore import QItemSelectionModel
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QApplication, QColorDialog, QFileDialog
 
@@ -18,7 +20,56 @@ LABEL_COLUMN = 1
 
 
 class LabelDisplayActions:
-    """Show/hide and colour per label; Copy and Export CSV of the table."""
+    """The selected row is the brush's label; show/hide and colour per label; Copy and Export CSV."""
+
+    def _row_of(self, label):
+        for r in range(self.table.rowCount()):
+            if int(self.table.item(r, LABEL_COLUMN).text()) == label:
+                return r
+        return None
+
+    def _on_row_selected(self):
+        """Clicking a row picks its label for the brush (what ITK-SNAP's label list does)."""
+        layer = self.layer
+        labels = self.selected_labels()
+        if layer is not None and labels and layer.selected_label != labels[-1]:
+            layer.selected_label = labels[-1]
+
+    def _follow_selected_label(self, *_):
+        layer = self.layer
+        if layer is None or self.table.rowCount() == 0:
+            return
+        if int(layer.selected_label) in self.selected_labels():
+            return
+        row = self._row_of(int(layer.selected_label))
+        self.table.blockSignals(True)
+        self.table.clearSelection()
+        if row is not None:
+            self._select_only(row)
+            self.table.scrollToItem(self.table.item(row, LABEL_COLUMN))
+        self.table.blockSignals(False)
+
+    def step_label(self, step):
+        """Pick the next (``step=+1``) or previous (-1) label of the table for the brush."""
+        layer = self.layer
+        n = self.table.rowCount()
+        if layer is None or n == 0:
+            return
+        row = self._row_of(int(layer.selected_label))
+        row = 0 if row is None else (row + step) % n
+        self._select_only(row)
+
+    def _select_only(self, row):
+        """Select exactly ``row``: ``selectRow`` would extend the selection while Shift or
+        Ctrl is held, as it is when the Ctrl+Shift+Up/Down shortcuts call :meth:`step_label`."""
+        index = self.table.model().index(row, LABEL_COLUMN)
+        self.table.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.ClearAndSelect | QItemSelectionModel.Rows)
+
+    def selected_labels(self):
+        """Label values of the selected rows, in selection order."""
+        rows = sorted({index.row() for index in self.table.selectedIndexes()})
+        return [int(self.table.item(r, LABEL_COLUMN).text()) for r in rows]
 
     def _on_double_click(self, row, column):
         if column == LABEL_COLUMN:

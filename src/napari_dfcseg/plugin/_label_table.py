@@ -318,12 +318,6 @@ class LabelTable(LabelDisplayActions, QWidget):
             item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
             self.table.setItem(r, c, item)
 
-    def _row_of(self, label):
-        for r in range(self.table.rowCount()):
-            if int(self.table.item(r, LABEL).text()) == label:
-                return r
-        return None
-
     def _on_item_changed(self, item):
         """A typed name goes into the features (and the saved file); a tick shows or hides."""
         layer = self.layer
@@ -339,42 +333,6 @@ class LabelTable(LabelDisplayActions, QWidget):
             layer.metadata[NAMES_KEY] = names
         elif item.column() == SHOW:
             self.set_label_visible(label, item.checkState() == Qt.Checked)
-
-    def _on_row_selected(self):
-        """Clicking a row picks its label for the brush (what ITK-SNAP's label list does)."""
-        layer = self.layer
-        labels = self.selected_labels()
-        if layer is not None and labels and layer.selected_label != labels[-1]:
-            layer.selected_label = labels[-1]
-
-    def _follow_selected_label(self, *_):
-        layer = self.layer
-        if layer is None or self.table.rowCount() == 0:
-            return
-        if int(layer.selected_label) in self.selected_labels():
-            return
-        row = self._row_of(int(layer.selected_label))
-        self.table.blockSignals(True)
-        self.table.clearSelection()
-        if row is not None:
-            self.table.selectRow(row)
-            self.table.scrollToItem(self.table.item(row, LABEL))
-        self.table.blockSignals(False)
-
-    def step_label(self, step):
-        """Pick the next (``step=+1``) or previous (-1) label of the table for the brush."""
-        layer = self.layer
-        n = self.table.rowCount()
-        if layer is None or n == 0:
-            return
-        row = self._row_of(int(layer.selected_label))
-        row = 0 if row is None else (row + step) % n
-        self.table.selectRow(row)
-
-    def selected_labels(self):
-        """Label values of the selected rows, in selection order."""
-        rows = sorted({index.row() for index in self.table.selectedIndexes()})
-        return [int(self.table.item(r, LABEL).text()) for r in rows]
 
     # ------------------------------------------------------------- edits
     def merge_selected(self):
