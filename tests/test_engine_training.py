@@ -128,3 +128,21 @@ def test_eval_responses_in_place_equal_the_eval_forward(mode):
     assert torch.mean((out.argmax(-1) == ref.argmax(-1)).float()) > 0.999
     with pytest.raises(RuntimeError, match="eval"):
         net.train().respond(x)
+
+
+def test_labelling_target_without_the_softmax_is_the_anchored_target():
+    # labelling drops log_softmax's log-sum-exp (the same for every class of a voxel)
+    from napari_dfcseg.engine.inference import anchored_ids
+    from napari_dfcseg.engine.prior import anchored_target
+
+    torch.manual_seed(0)
+    r = torch.randn(2, 8, 30, 40) * 3  # (B, p, h, w)
+    x = torch.rand(2, 1, 30, 40)
+    mixture = (torch.tensor([[0.1], [0.5], [0.9]]), torch.full((3, 1), 0.02),
+               torch.tensor([0.2, 0.5, 0.3]))
+    for weight in (0.0, 1.0, 3.0):
+        ref = anchored_target(r, x, mixture, weight)
+        out = anchored_ids(r.movedim(1, -1).contiguous(), x, mixture, weight)
+        assert out.shape == ref.shape
+        assert torch.mean((out == ref).float()) > 0.999
+        assert out.max() < 3  # only the mixture's channels are targets

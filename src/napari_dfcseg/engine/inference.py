@@ -14,7 +14,7 @@ import torch
 
 from .device import autocast, reuse_freed_memory
 from .labelling import RawLabels
-from .prior import anchored_target, mixture_tensors
+from .prior import intensity_loglik, mixture_tensors
 from .result import check_cancel
 from .sampling import stack_regions, with_halo
 
@@ -31,6 +31,23 @@ def _respond(net, x, device):
     """Eval-mode responses of a numpy block, channels last (B, *spatial, p), float32."""
     with autocast(device):
         return net.respond(torch.from_numpy(np.ascontiguousarray(x)).to(device)).float()
+
+
+def anchored_ids(r, x, mixture, weight):
+    """:func:`.prior.anchored_target` of channels-last responses ``r`` (B, ..., p).
+
+    ``log_softmax(r)_k = r_k - logsumexp(r)``, and the log-sum-exp is the same
+    for every ``k`` of a voxel: the argmax over ``k`` of ``log_softmax(r)_k +
+    weight · loglik_k`` is the argmax of ``r_k + weight · loglik_k``, without
+    an exponential of all ``p`` channels of every voxel (equal up to rounding).
+
+    Returns
+    -------
+    (B, ...) int64 tensor.
+    """
+    loglik = intensity_loglik(x, mixture)  # (B, k, ...)
+    k = loglik.shape[1]
+    return loglik.movedim(1, -1).mul_(weight).add_(r[..., :k].float()).argmax(-1)
 
 
 def volume_halo(net):
@@ -265,8 +282,7 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
             block_ids = inner.argmax(-1).cpu()  # (b, ...) int64
         else:
             x_t = torch.from_numpy(np.ascontiguousarray(x_inner)).to(inner.device)
-            block_ids = anchored_target(inner.movedim(-1, 1), x_t, mixture,
-                                        config.mixture_weight).cpu()
+            block_ids = anchored_ids(inner, x_t, mixture, config.mixture_weight).cpu()
         if mode == "2d":
             valid = (np.ones(block_ids.shape, bool) if vol.mask is None
                      else vol.mask[z_idx][:, ys, xs])
