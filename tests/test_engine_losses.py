@@ -79,3 +79,29 @@ def test_fused_loss_on_no_valid_voxel_is_zero_with_zero_gradient():
     loss.backward()
     assert loss.item() == 0.0 and counts.sum().item() == 0
     assert r.grad.abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("shape, crop, channels_last", [
+    ((2, 7, 15, 13), (slice(2, 13), slice(1, 12)), True),           # 2D, a halo on every side
+    ((2, 7, 15, 13), (slice(0, 13), slice(2, 13)), False),          # a crop at the edges
+    ((1, 6, 6, 9, 8), (slice(1, 5), slice(2, 7), slice(0, 8)), False),  # 3D patch
+])
+def test_loss_of_a_crop_equals_the_loss_of_the_cropped_responses(shape, crop, channels_last):
+    # training passes the whole response (input + halo) and the loss region; the gradient
+    # must be that of the cropped tensor, exactly, and zero in the halo
+    r, _ = _case(shape, torch.bfloat16, channels_last, seed=3)
+    g = torch.Generator().manual_seed(4)
+    region = (slice(None), slice(None)) + crop
+    valid = torch.rand(r[region][:, 0].shape, generator=g) > 0.2
+    anchor = torch.randn(r[region][:, 0].shape + (3,), generator=g)
+    a = r.clone().requires_grad_()
+    ref, ref_counts = dfc_loss(a[region], valid, [0.5, 1.0, 0.8], anchor=anchor, slab_elements=60)
+    ref.backward()
+    b = r.clone().requires_grad_()
+    loss, counts = dfc_loss(b, valid, [0.5, 1.0, 0.8], anchor=anchor, slab_elements=60, crop=crop)
+    loss.backward()
+    assert torch.equal(loss, ref) and torch.equal(counts, ref_counts)
+    assert torch.equal(b.grad, a.grad)
+    outside = torch.ones(shape, dtype=torch.bool)
+    outside[region] = False
+    assert (b.grad[outside] == 0).all() and (b.grad[~outside] != 0).any()

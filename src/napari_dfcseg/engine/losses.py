@@ -81,7 +81,7 @@ def scribble_loss(r, scribbles, valid):
 
 
 def dfc_loss(r, valid, weights, *, w_similarity=1.0, w_continuity=1.0, scribbles=None,
-             w_scribble=0.0, anchor=None, slab_elements=None):
+             w_scribble=0.0, anchor=None, slab_elements=None, crop=None):
     """The training loss and the clusters seen, with its gradient computed in the same pass.
 
     Equal to ``w_similarity · similarity_loss(r, target, unlabelled) +
@@ -109,6 +109,13 @@ def dfc_loss(r, valid, weights, *, w_similarity=1.0, w_continuity=1.0, scribbles
         channels (:func:`.prior.intensity_loglik`, channels last).
     slab_elements : int or None
         Elements of ``r`` per slab; None: :data:`SLAB_ELEMENTS` of the device.
+    crop : tuple of slices or None
+        The loss region inside ``r``, one slice per spatial axis (the network's
+        input carries a halo of context around it): the loss is that of
+        ``r[:, :, *crop]`` (``valid``, ``scribbles`` and ``anchor`` are of the
+        region), and the gradient is written into a buffer of ``r``'s full
+        shape, zero in the halo. Same as passing ``r[:, :, *crop]``, without
+        the full-size zero fill and copy of autograd's slice backward.
 
     Returns
     -------
@@ -122,7 +129,7 @@ def dfc_loss(r, valid, weights, *, w_similarity=1.0, w_continuity=1.0, scribbles
     with _one_cpu_thread(r.device):
         return _DFCLoss.apply(r, valid, tuple(float(w) for w in weights), float(w_similarity),
                               float(w_continuity), scribbles, float(w_scribble), anchor,
-                              int(slab_elements))
+                              int(slab_elements), None if crop is None else tuple(crop))
 
 
 @contextlib.contextmanager
@@ -147,11 +154,24 @@ def _one_cpu_thread(device):
 
 class _DFCLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, r, valid, weights, w_sim, w_con, scribbles, w_scr, anchor, slab_elements):
+    def forward(ctx, r, valid, weights, w_sim, w_con, scribbles, w_scr, anchor, slab_elements,
+                crop):
         p = r.shape[1]
-        spatial = tuple(r.shape[2:])
-        rl = r.detach().movedim(1, -1)  # (B, *spatial, p): a view, contiguous if channels-last
-        grad = torch.empty(rl.shape, dtype=r.dtype, device=r.device)
+        full = r.detach().movedim(1, -1)  # (B, *spatial, p): a view, contiguous if channels-last
+        grad_full = torch.empty(full.shape, dtype=r.dtype, device=r.device)
+        if crop is None:
+            rl, grad = full, grad_full
+        else:
+            inside = (slice(None),) + tuple(crop)
+            rl, grad = full[inside], grad_full[inside]
+            for a, c in enumerate(crop):  # the halo: no loss, no gradient
+                n = full.shape[1 + a]
+                start, stop, _ = c.indices(n)
+                if start > 0:
+                    grad_full.narrow(1 + a, 0, start).zero_()
+                if stop < n:
+                    grad_full.narrow(1 + a, stop, n - stop).zero_()
+        spatial = tuple(rl.shape[1:-1])
         counts = torch.zeros(p, dtype=torch.int64, device=r.device)
         total = torch.zeros((), dtype=torch.float64, device=r.device)
         # per-voxel cross-entropy weight: the similarity term averages over the unlabelled
@@ -223,7 +243,7 @@ class _DFCLoss(torch.autograd.Function):
                 g.narrow(1 + a, 1, m - 1).add_(s)
                 g.narrow(1 + a, 0, m - 1).sub_(s)
             grad[:, h0:h1] = g
-        ctx.save_for_backward(grad)
+        ctx.save_for_backward(grad_full)
         ctx.mark_non_differentiable(counts)
         return total.float(), counts
 
@@ -231,4 +251,4 @@ class _DFCLoss(torch.autograd.Function):
     def backward(ctx, grad_loss, grad_counts):
         (grad,) = ctx.saved_tensors
         g = grad.movedim(-1, 1)
-        return g * grad_loss.to(g.dtype), None, None, None, None, None, None, None, None
+        return g * grad_loss.to(g.dtype), None, None, None, None, None, None, None, None, None

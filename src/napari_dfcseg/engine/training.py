@@ -104,7 +104,7 @@ def _batch_loss(net, vol, regions, mode, config, weights, halo, device):
         mixture = tuple(torch.as_tensor(a, dtype=torch.float32, device=device) for a in vol.mixture)
         loglik = intensity_loglik(x[crop], mixture) * config.mixture_weight
         anchor = loglik.movedim(1, -1).contiguous()
-    return dfc_loss(r[crop], valid, weights, w_similarity=config.w_similarity,
+    return dfc_loss(r, valid, weights, crop=crop[2:], w_similarity=config.w_similarity,
                     w_continuity=config.continuity_weight(mode),
                     scribbles=None if scr is None else torch.from_numpy(scr).to(device),
                     w_scribble=config.w_scribble, anchor=anchor)
