@@ -114,7 +114,6 @@ def test_paint_scribbles_widens_and_never_paints_outside_the_mask():
     assert out.dtype == np.uint16 and out[0, 0, 0] == 300 and out[0, 3, 3] == 0
 
 
-@pytest.mark.slow
 def test_segment_with_strokes_in_a_lesion_and_around_it_gives_the_lesion():
     """End to end: the network, the label map and the growth, on a small synthetic scan."""
     from napari_dfcseg import segment
