@@ -3,7 +3,9 @@ and settings files round-trip."""
 
 import json
 
+import numpy as np
 import pytest
+from conftest import run_cli, write_nifti
 
 from napari_dfcseg import DFCConfig, InvalidInputError
 from napari_dfcseg.cli import build_parser
@@ -124,3 +126,52 @@ def test_widget_and_cli_give_the_same_config_for_the_same_choice(make_napari_vie
         if widget != cli or widget == DFCConfig.preset("fast"):
             differ[row.name] = (widget, cli)
     assert not differ, differ
+
+
+# ------------------------------------------- errors name what the user set, not DFCConfig's fields
+
+
+def test_cli_refuses_more_labels_than_feature_channels_naming_its_options(tmp_path):
+    scan = write_nifti(tmp_path / "scan.nii.gz", np.zeros((4, 8, 8), np.int16))
+    out = tmp_path / "labels.nii.gz"
+    result = run_cli("segment", scan, out, "--n-clusters", "40", "--n-channels", "8")
+    assert result.returncode == 2 and not out.exists()
+    (line,) = result.stderr.strip().splitlines()
+    assert "--n-clusters 40" in line and "--n-channels 8" in line and "at least 40" in line
+    assert "DFCConfig" not in line and "n_channels" not in line
+    # a count the preset set is named as the option that changes it, and said to come from there
+    result = run_cli("segment", scan, out, "--preset", "brain", "--n-channels", "2")
+    (line,) = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "--n-clusters 3 (from the preset" in line, line
+    assert "DFCConfig" not in line
+
+
+def test_cli_names_the_anchor_option_when_its_classes_outnumber_the_channels():
+    with pytest.raises(InvalidInputError) as caught:
+        _cli_config("--anchor", "1", "--n-clusters", "0", "--n-channels", "2")
+    message = str(caught.value)
+    assert "--anchor 1:" in message and "--n-channels 2" in message and "--anchor to 0" in message
+    assert "mixture_components" not in message and "DFCConfig" not in message
+
+
+def test_settings_file_errors_name_the_file_and_its_keys(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"n_clusters": 40, "n_channels": 8}))
+    with pytest.raises(InvalidInputError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"settings file {path}: n_clusters = 40") and "DFCConfig" not in message
+
+
+def test_widget_run_error_names_its_fields_in_the_status_line(widget_viewer):
+    pytest.importorskip("napari")
+    _, _, widget, _ = widget_viewer(preset="brain")
+    s = widget.settings
+    s.tissues.value = "As found"
+    s.anchor.value = 1.0
+    s.n_channels.value = 2
+    assert widget.run() is None and not widget.running
+    status = widget.status.text()
+    assert status.startswith(f"{s.anchor.label} = 1: its 3 intensity classes"), status
+    assert f"({s.n_channels.label} = 2)" in status and f"set {s.anchor.label} to 0" in status
+    assert "DFCConfig" not in status and "n_channels" not in status

@@ -144,13 +144,49 @@ USER_PARAMETERS: tuple[UserParameter, ...] = (
 PARAMETERS = {p.name: p for p in USER_PARAMETERS}
 
 
-def apply_user_values(config, values) -> DFCConfig:
+def _name(row: UserParameter, words: str) -> str:
+    """How the front end ``words`` names ``row``: ``"flag"`` (CLI), ``"label"`` (widget), ``"name"`` (file)."""
+    return {"flag": row.flag, "label": row.label, "name": row.name}[words]
+
+
+def _check_together(config, changes, anchor, given, words) -> None:
+    """The rules between parameters that each row's range cannot check, in the front end's words.
+
+    A run gives at most as many labels as feature channels, and the intensity
+    anchor's components are labels too: checked here so that the message names
+    the options / fields the user set, not :class:`~.config.DFCConfig` fields.
+    """
+    def said(name, value):
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        text = _name(PARAMETERS[name], words) + (" " if words == "flag" else " = ") + shown
+        return text if name in given else f"{text} (from the preset or settings file)"
+
+    channels = changes.get("n_channels", config.n_channels)
+    clusters = changes.get("n_clusters", config.n_clusters)
+    if isinstance(clusters, int) and clusters > channels:
+        raise InvalidInputError(
+            f"{said('n_clusters', clusters)}: more labels than feature channels"
+            f" ({said('n_channels', channels)}): raise {_name(PARAMETERS['n_channels'], words)} to at least"
+            f" {clusters} or ask for fewer labels")
+    weight = config.anchor_weight if anchor is None else anchor
+    components = (config.mixture_components or 3) if weight > 0 else 0
+    if components > channels:
+        raise InvalidInputError(
+            f"{said('anchor', weight)}: its {components} intensity classes are more than the"
+            f" feature channels ({said('n_channels', channels)}): raise"
+            f" {_name(PARAMETERS['n_channels'], words)} to at least {components} or set"
+            f" {_name(PARAMETERS['anchor'], words)} to 0")
+
+
+def apply_user_values(config, values, *, words="flag") -> DFCConfig:
     """``config`` with the user's ``values`` (name -> value) applied: the one ``None`` rule.
 
     A value equal to a row's ``none_value`` sets the field to None; ``anchor``
     goes through :meth:`~.config.DFCConfig.with_anchor`. Names not in the
-    table, or values out of range, raise ``InvalidInputError``. Pass only the
-    values the user set (the CLI) or all of them (the widget).
+    table, or values out of range, raise ``InvalidInputError`` naming the
+    parameter as the front end does: ``words="flag"`` (``--n-clusters``, the
+    CLI), ``"label"`` (the widget's labels) or ``"name"`` (a settings file's
+    keys). Pass only the values the user set (the CLI) or all of them (the widget).
 
     >>> from napari_dfcseg.engine.config import DFCConfig
     >>> cfg = apply_user_values("default", {"n_clusters": 0, "anchor": 0.0, "max_iter": 80})
@@ -163,13 +199,19 @@ def apply_user_values(config, values) -> DFCConfig:
         if name not in PARAMETERS:
             raise InvalidInputError(f"unknown parameter {name!r}; known: {', '.join(PARAMETERS)}")
         row = PARAMETERS[name]
-        value = row.check(value)
+        try:
+            value = row.check(value)
+        except InvalidInputError as exc:
+            if words == "flag":
+                raise
+            raise InvalidInputError(str(exc).replace(row.flag, _name(row, words), 1)) from None
         if row.none_value is not None and value == row.none_value:
             value = None
         if name == "anchor":
             anchor = value or 0.0
         else:
             changes[name] = value
+    _check_together(config, changes, anchor, set(values), words)
     if changes:
         config = dataclasses.replace(config, **changes)
     return config if anchor is None else config.with_anchor(anchor)
@@ -272,8 +314,8 @@ def load_config(path) -> DFCConfig:
         config = resolve_config(values.pop("preset", None))
         anchor = {"anchor": values.pop("anchor")} if "anchor" in values else {}
         config = DFCConfig.from_dict({**config.to_dict(), **values})
-        return apply_user_values(config, anchor)
-    except InvalidInputError as exc:
-        raise InvalidInputError(f"settings file {path}: {exc}") from None
+        return apply_user_values(config, anchor, words="name")
+    except InvalidInputError as exc:  # the file's keys are DFCConfig's field names
+        raise InvalidInputError(f"settings file {path}: {str(exc).removeprefix('DFCConfig.')}") from None
     except TypeError as exc:  # e.g. a list where a number belongs
         raise InvalidInputError(f"settings file {path}: {exc}") from None

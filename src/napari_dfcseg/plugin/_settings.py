@@ -9,7 +9,6 @@ advanced fields, then the tissue count.
 
 from __future__ import annotations
 
-import dataclasses
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, RadioButtons, Select, SpinBox
 from qtpy.QtWidgets import QVBoxLayout, QWidget
@@ -207,11 +206,10 @@ class RunSettings(QWidget):
             values["n_clusters"] = forced
         if self.tissues.value == TISSUES_AS_FOUND:
             values["n_clusters"] = PARAMETERS["n_clusters"].none_value  # no merging
-        config = apply_user_values(self.preset.value, values)
         if self.tissues.value == TISSUES_AUTO and supports_auto_tissues():
-            config = dataclasses.replace(config, n_clusters="auto")
-        # else: an engine without an automatic count keeps the preset's
-        return config
+            values["n_clusters"] = "auto"  # not the hidden field's count: nothing to check it against
+        # else: an engine without an automatic count keeps the field's (the preset's)
+        return apply_user_values(self.preset.value, values, words="label")
 
     def engine_mode(self):
         """``"2d"`` or ``"3d"``."""

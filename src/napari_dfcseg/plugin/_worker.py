@@ -243,5 +243,10 @@ def _in_widget_words(message):
 
     message = re.sub(r"DFCConfig\.([a-z_0-9]+)", field, message).replace("be None or ", "be ")
     message = re.sub(r"--([a-z][a-z0-9-]*)", field, message)
-    return re.sub(r"\b(" + "|".join(map(re.escape, labels)) + r")\b",
-                  lambda m: labels[m.group(1)], message)
+    # a bare field name, but not inside a label already shown ("anchor" in "Intensity anchor")
+    bare = re.compile(r"\b(" + "|".join(map(re.escape, labels)) + r")\b")
+    shown = re.compile("(" + "|".join(map(re.escape, sorted(set(labels.values()), key=len,
+                                                            reverse=True))) + ")")
+    parts = shown.split(message)  # odd indices: the labels
+    return "".join(part if i % 2 else bare.sub(lambda m: labels[m.group(1)], part)
+                   for i, part in enumerate(parts))
