@@ -357,9 +357,11 @@ class DFCSegWidget(SaveActions, QWidget):
         if report.n and report.i > i0:
             left = (now - t0) / (report.i - i0) * (report.n - report.i)
             text += f" · about {_duration(left)} left"
-        self._set_progress(text, report.i, report.n)
         if info.get("preview") is not None:
+            # before the progress bar: napari's bar calls processEvents(), which runs queued
+            # handlers (other slots of this very report too) before this one has finished
             self.preview.show(info["preview"], int(info.get("preview_index", 0)))
+        self._set_progress(text, report.i, report.n)
 
     def _set_progress(self, text, i, n):
         self.status.setText(text)
