@@ -5,8 +5,9 @@ All three go through the same steps, each with one home:
 1. inputs: :func:`~.inputs.assemble_inputs` (shapes, mask rule, 2D flag);
 2. config: :func:`~.config.resolve_config`, once, in the entry point;
 3. :func:`_fit` (segment, train_model): mask resolution
-   (:func:`_resolve_masks`), normalisation, tissue-count resolution
-   (:func:`_resolve_config`), intensity anchoring, training, the labelling
+   (:func:`~.scan_choices.resolve_masks`), normalisation, tissue-count resolution
+   (:func:`~.scan_choices.resolve_tissue_count`), intensity anchoring
+   (:func:`~.scan_choices.anchor_mixtures`), training, the labelling
    pass, the cluster → label map; it returns a :class:`_Fit`;
 4. labels: :func:`~.labelling.finish_labels` (map, unseen clusters,
    scribbles, islands), shared with :func:`apply_model`, so
@@ -20,7 +21,6 @@ adapter for the labelling pass (:func:`_label_steps`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import warnings
@@ -34,6 +34,7 @@ from .inputs import EngineInputs, as_inputs, per_image
 from .model import Model
 from .labelling import cluster_label_map, finish_labels, label_means
 from .result import KeptClusters, SegmentationResult, report_progress
+from .scan_choices import anchor_mixtures, resolve_masks, resolve_tissue_count
 
 __all__ = ["segment", "train_model", "apply_model"]
 
@@ -268,7 +269,7 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
     if spacing is not None or isinstance(image, EngineInputs):
         model.check_spacing(inputs.spacing)
     # a model trained inside an automatic mask labels a new scan inside its own
-    (inputs,), sources = _resolve_masks([inputs], model.config)
+    (inputs,), sources = resolve_masks([inputs], model.config)
     dev = resolve_device(device)
     x = denoise(model.normalization.apply(inputs.image), model.config.denoise,
                 inputs.spacing, thick_slice_ratio=model.config.thick_slice_ratio)
@@ -329,7 +330,7 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
         raise InvalidInputError("image has a single voxel: nothing to segment")
     for k, i in enumerate(inputs):  # before the automatic mask, whose ITK filters fail on NaN
         check_finite(i.image, "image" if len(inputs) == 1 else f"images[{k}]")
-    inputs, mask_sources = _resolve_masks(inputs, config)
+    inputs, mask_sources = resolve_masks(inputs, config)
     normalization = IntensityNormalization.fit([i.image for i in inputs], [i.mask for i in inputs],
                                                percentiles=config.percentiles,
                                                hu_window=config.hu_window, seed=seed)
@@ -343,15 +344,15 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
     # the tissue count before the denoising: its criterion takes its own 3x3x3 median
     # (docs/method.md, "Tissue count"); counted after the median too, the twice-filtered
     # classes were narrower and MNI 9 %/40 % got K = 4 on 2 of 3 seeds instead of 3
-    config, reason = _resolve_config(volumes, config, n_scribble, seed,
-                                     hu=[i.image[..., 0] for i in inputs] if ct else None)
+    config, reason = resolve_tissue_count(volumes, config, n_scribble, seed,
+                                          hu=[i.image[..., 0] for i in inputs] if ct else None)
     for v, i in zip(volumes, inputs):  # in place: the volumes see the filtered intensities
         denoise(v.x, config.denoise, i.spacing, thick_slice_ratio=config.thick_slice_ratio)
     if config.mixture_components:
         # CT: one variance per component. HU are calibrated (no bias field) and CT tissues
         # differ in spread (bone wide, fat narrow): on the public CT a tied 6-component
         # mixture kept bone at Dice 0.47, a free one 0.74 (docs/method.md, "CT")
-        _anchor(volumes, config, n_scribble, seed, tied=not ct)
+        anchor_mixtures(volumes, config, n_scribble, seed, tied=not ct)
     start = time.perf_counter()
     with reproducible(seed, dev):
         net, history, _ = train_network(volumes, mode=mode, config=config,
@@ -376,115 +377,6 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
                            "stopped_by": history.stopped_by,
                            "train_seconds": time.perf_counter() - start, "device": str(dev)})
     return _Fit(model, inputs, raws, config, mask_sources, reason)
-
-
-def _resolve_masks(inputs, config):
-    """The region each scan is segmented in, and where it came from.
-
-    The caller's mask when given; else, with ``config.auto_mask``, the
-    automatic body / head mask of channel 0
-    (:func:`~.foreground.auto_foreground`); else the whole scan. Runs before
-    normalisation, so the intensity statistics are taken inside the mask.
-
-    Returns
-    -------
-    inputs : list of EngineInputs
-    sources : tuple of str
-        ``"user"``, ``"auto"`` or ``"none"`` per input.
-    """
-    out, sources = [], []
-    for i in inputs:
-        if i.mask is not None:
-            out.append(i)
-            sources.append("user")
-        elif config.auto_mask:
-            from .foreground import auto_foreground
-
-            mask = auto_foreground(i.image[..., 0], i.spacing)
-            if _scribbled_outside(i.scribbles, mask):
-                # the user scribbled a class mostly outside the automatic mask: they mean
-                # to segment what lies there too, so the whole array is segmented
-                log.info("a scribbled class lies outside the automatic mask: no automatic mask")
-                out.append(i)
-                sources.append("none")
-                continue
-            out.append(i.with_mask(mask, name="automatic mask"))
-            sources.append("auto")
-        else:
-            out.append(i)
-            sources.append("none")
-    return out, tuple(sources)
-
-
-def _scribbled_outside(scribbles, mask):
-    """True when some scribbled class has more than half of its voxels outside ``mask``."""
-    if scribbles is None:
-        return False
-    classes = scribbles[scribbles > 0]
-    total = np.bincount(classes)
-    outside = np.bincount(scribbles[(scribbles > 0) & ~mask], minlength=total.size)
-    present = total > 0
-    return bool(np.any(outside[present] > 0.5 * total[present]))
-
-
-def _resolve_config(volumes, config, n_scribble, seed, hu=None):
-    """The config after looking at the normalised volumes, and why its tissue count.
-
-    With ``n_clusters="auto"``: K from :func:`~.tissue_count.choose_tissue_count`
-    on channel 0 inside each volume's mask; on CT (``hu``: channel 0 of each
-    volume in HU) :func:`~.tissue_count.choose_ct_tissue_count`, which counts
-    the soft-tissue window on its own. The largest K over several
-    volumes, so no volume loses a tissue; at least the scribbled classes,
-    at most ``n_channels``. The anchor then gets K components. The returned
-    config is the one the model stores and the result reports.
-    """
-    if config.n_clusters != "auto":
-        reason = ("forced" if config.n_clusters is not None
-                  else "not merged (n_clusters=None): as many labels as the network keeps")
-        return config, reason
-    from .tissue_count import K_RANGE, choose_ct_tissue_count, choose_tissue_count
-
-    k_range = (K_RANGE[0], min(K_RANGE[1], config.n_channels))
-    counts = [choose_tissue_count(v.x[0], v.mask, k_range=k_range, seed=seed) for v in volumes]
-    if hu is not None:
-        counts = [choose_ct_tissue_count(h, v.mask, k_range=k_range, seed=seed, full=c)
-                  for h, v, c in zip(hu, volumes, counts)]
-    chosen = max(counts, key=lambda c: c.k)
-    k, reason = chosen.k, chosen.reason
-    if n_scribble > k:
-        k, reason = n_scribble, f"{n_scribble} scribbled classes ({reason})"
-    log.info("tissue count: %s", reason)
-    changes = {"n_clusters": k}
-    if config.mixture_components:
-        changes["mixture_components"] = k
-    return dataclasses.replace(config, **changes), reason
-
-
-def _anchor(volumes, config, n_scribble, seed, tied=True):
-    """Give the training volumes the intensity mixture that anchors their self-labels.
-
-    Without scribbles: a mixture fitted to each volume (at least ``n_clusters``
-    components, so asking for more labels gives them). With scribbles: one
-    component per scribbled class, from the scribbled voxels (components
-    0..S-1, the response channels the scribble loss trains), plus, when more
-    labels are asked for than classes were scribbled, the free components of
-    a mixture of the whole foreground that are not the scribbled classes
-    (:func:`~.prior.scribbles_and_free_mixture`).
-    """
-    from .prior import fit_intensity_mixture, scribble_mixture, scribbles_and_free_mixture
-
-    if not n_scribble:
-        k = max(config.mixture_components, config.n_clusters or 0)
-        for v in volumes:
-            v.mixture = fit_intensity_mixture(v.x, v.mask, k, seed=seed, tied=tied)
-    elif config.n_clusters is None or config.n_clusters <= n_scribble:
-        mixture = scribble_mixture(volumes)
-        for v in volumes:
-            v.mixture = mixture
-    else:
-        for v in volumes:
-            v.mixture = scribbles_and_free_mixture(volumes, v, config.n_clusters, seed=seed,
-                                                   tied=tied)
 
 
 def _finish_labels(model, raw, scribbles=None, image=None, spacing=None):
