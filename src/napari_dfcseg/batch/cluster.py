@@ -242,6 +242,7 @@ class DaskExecutor:
             key=[f"dfcseg-row-{row.index}-{batch_id}" for row in rows],
             retries=2, pure=False, cancel=_ClusterCancel(stop.name), **options)
         row_of = {f.key: row for f, row in zip(futures, rows)}
+        yielded = set()
         finished = as_completed(futures)
         try:
             while not finished.is_empty():
@@ -251,6 +252,7 @@ class DaskExecutor:
                 if not ready:
                     time.sleep(0.1)
                 for future in ready:
+                    yielded.add(future.key)
                     yield row_of[future.key], _outcome(future)
         except (Cancelled, KeyboardInterrupt):
             stop.set()  # running rows raise Cancelled at their next check, before writing
@@ -261,8 +263,10 @@ class DaskExecutor:
             self.client.cancel([f for f in futures if not f.done() and f.key not in busy])
             pending = [f for f in futures if not f.done() and f.key in busy]
             wait(pending, timeout=CANCEL_GRACE_S)
-            for future in pending:  # rows that finished despite the stop: keep their records
-                if future.status == "finished":
+            # rows that finished despite the stop, and rows already finished that as_completed
+            # had not handed out yet (their files are written): keep their records
+            for future in futures:
+                if future.key not in yielded and future.status == "finished":
                     outcome = _outcome(future)
                     if not isinstance(outcome, BaseException):
                         yield row_of[future.key], outcome
