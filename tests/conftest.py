@@ -367,6 +367,22 @@ def real_data():
     return folder
 
 
+#: the scan and reference files of each case in ``../shared/data/real`` (its README)
+REAL_CASES = {"ct-abdomen-3mm": ("ct.nii.gz", "reference_totalsegmentator.nii.gz"),
+              "mr-brain-tumour": ("image.nrrd", "tumour_label.nrrd"),
+              "mr-breast": ("image.nrrd", "lesion_label.nrrd")}
+
+
+def read_real_case(real_data, case):
+    """``(volume, image, reference)`` of a real case: its Volume, voxels as float32, reference labels."""
+    from napari_dfcseg.io import read_volume
+
+    scan_name, reference_name = REAL_CASES[case]
+    volume = read_volume(real_data / case / scan_name)
+    reference = np.asarray(read_volume(real_data / case / reference_name).array)
+    return volume, np.asarray(volume.array).astype(np.float32), reference
+
+
 # ------------------------------------------------------------------ napari widget
 #: widget settings that train in a second or two (tests of the GUI check behaviour, not quality)
 FAST_WIDGET = {"preset": "fast", "n_channels": 8, "max_iter": 3, "device": "cpu"}

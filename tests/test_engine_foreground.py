@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import read_real_case
 from napari_dfcseg.datasets import head_phantom
 from napari_dfcseg.engine.foreground import auto_foreground, looks_like_ct, resolve_mask
 from napari_dfcseg.io import read_volume
@@ -15,10 +16,7 @@ def dice(a, b):
 
 
 def test_ct_mask_keeps_lungs_and_organs_inside_and_air_and_table_outside(real_data):
-    folder = real_data / "ct-abdomen-3mm"
-    vol = read_volume(folder / "ct.nii.gz")
-    ct = np.asarray(vol.array)
-    ref = np.asarray(read_volume(folder / "reference_totalsegmentator.nii.gz").array)
+    vol, ct, ref = read_real_case(real_data, "ct-abdomen-3mm")
     assert looks_like_ct(ct)
     mask = auto_foreground(ct, vol.spacing)
     assert mask[np.isin(ref, LUNG)].mean() > 0.999  # the lungs are air-like but inside
@@ -34,9 +32,8 @@ def test_ct_mask_keeps_lungs_and_organs_inside_and_air_and_table_outside(real_da
 
 
 def test_mr_head_mask_is_the_head(real_data):
-    vol = read_volume(real_data / "mr-brain-tumour" / "image.nrrd")
-    image = np.asarray(vol.array)
-    tumour = np.asarray(read_volume(real_data / "mr-brain-tumour" / "tumour_label.nrrd").array) > 0
+    vol, image, tumour = read_real_case(real_data, "mr-brain-tumour")
+    tumour = tumour > 0
     assert not looks_like_ct(image)
     mask = auto_foreground(image, vol.spacing)
     assert mask[tumour].all()

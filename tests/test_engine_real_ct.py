@@ -6,7 +6,7 @@ import torch
 from scipy import ndimage as ndi
 
 from napari_dfcseg import segment
-from napari_dfcseg.io import read_volume
+from conftest import read_real_case
 
 # TotalSegmentator "total" class ids of ../shared/data/real/README.md
 GROUPS = {
@@ -26,10 +26,7 @@ def test_default_keeps_bone_liver_and_lung_of_the_public_ct(real_data):
     # before the labelling pass took the anchored target, the network's bare argmax after
     # its 50 iterations had not learnt bone yet: bone 0.14 (docs/method.md, "Final labels")
     torch.set_num_threads(1)
-    folder = real_data / "ct-abdomen-3mm"
-    vol = read_volume(folder / "ct.nii.gz")
-    ct = np.asarray(vol.array).astype(np.float32)
-    ref = np.asarray(read_volume(folder / "reference_totalsegmentator.nii.gz").array)
+    vol, ct, ref = read_real_case(real_data, "ct-abdomen-3mm")
     result = segment(ct, spacing=vol.spacing, seed=0)
     dice = {g: _best_label_dice(result.labels, np.isin(ref, ids)) for g, ids in GROUPS.items()}
     # measured seed 0: bone 0.79, liver 0.76, lung 0.42 (GMM(8) on raw HU: 0.83 / 0.52 / 0.28);

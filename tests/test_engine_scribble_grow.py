@@ -132,14 +132,12 @@ def test_segment_with_strokes_in_a_lesion_and_around_it_gives_the_lesion():
 def test_real_brain_tumour_with_strokes_on_two_slices_is_its_own_region(real_data):
     import torch
 
+    from conftest import read_real_case
     from napari_dfcseg import segment
-    from napari_dfcseg.io import read_volume
 
     torch.set_num_threads(1)
-    folder = real_data / "mr-brain-tumour"
-    vol = read_volume(folder / "image.nrrd")
-    image = np.asarray(vol.array).astype(np.float32)
-    tumour = np.asarray(read_volume(folder / "tumour_label.nrrd").array) > 0
+    vol, image, tumour = read_real_case(real_data, "mr-brain-tumour")
+    tumour = tumour > 0
     scribbles = np.zeros(tumour.shape, np.int16)
     z = np.flatnonzero(tumour.any((1, 2)))
     for k in z[len(z) // 2 - 1: len(z) // 2 + 1]:
