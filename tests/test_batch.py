@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from conftest import write_nifti
-from napari_dfcseg.batch import (Ledger, SequentialExecutor, apply_one, read_manifest, run_batch)
+from napari_dfcseg.batch import (Ledger, apply_one, read_manifest, run_batch)
 from napari_dfcseg.datasets import head_phantom
 from napari_dfcseg.errors import InvalidInputError
 

@@ -1,12 +1,10 @@
 """Cluster → label mapping (engine/labelling.py) and the label edits the widget calls (label_edits.py)."""
 
 import numpy as np
-import pytest
 
 from napari_dfcseg.engine.label_edits import (label_table, merge_labels, relabel_by_intensity,
                                               relabel_by_size, remove_small_islands)
 from napari_dfcseg.engine.labelling import apply_label_map, cluster_label_map, split_by_scribbles
-from napari_dfcseg.errors import InvalidInputError
 
 
 def test_labels_are_consecutive_and_ordered_by_intensity():

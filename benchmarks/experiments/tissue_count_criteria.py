@@ -6,7 +6,6 @@ criterion picks (BIC, ICL = BIC + 2 * entropy of the assignment).
 
     PYTHONPATH=src python benchmarks/experiments/tissue_count_criteria.py
 """
-import sys
 import time
 
 import numpy as np
@@ -17,7 +16,7 @@ from napari_dfcseg.engine.foreground import auto_foreground
 from napari_dfcseg.engine.prior import _log_joint, fit_gaussian_mixture
 from napari_dfcseg.io import read_volume
 
-R = "/work/shared/data/real/"
+from benchmarks.experiments._cases import REAL
 
 
 def scores(v, kmax=12, tied=False):
@@ -46,7 +45,7 @@ def cases():
         yield f"mni {nz}/{b} (mask)", p.image, p.spacing, p.mask
     for c in ["ct-abdomen-3mm/ct.nii.gz", "mr-abdomen-3mm/mr.nii.gz", "mr-brain-tumour/image.nrrd",
               "mr-head-sagittal-dicom", "mr-breast/image.nrrd"]:
-        v = read_volume(R + c)
+        v = read_volume(REAL / c)
         yield c.split("/")[0], np.asarray(v.array).astype(np.float32), v.spacing, None
 
 
