@@ -45,9 +45,19 @@ def anchored_ids(r, x, mixture, weight):
     -------
     (B, ...) int64 tensor.
     """
-    loglik = intensity_loglik(x, mixture)  # (B, k, ...)
-    k = loglik.shape[1]
-    return loglik.movedim(1, -1).mul_(weight).add_(r[..., :k].float()).argmax(-1)
+    means, variances, weights = mixture
+    if x.shape[1] != 1:
+        loglik = intensity_loglik(x, mixture)  # (B, k, ...)
+        k = loglik.shape[1]
+        return loglik.movedim(1, -1).mul_(weight).add_(r[..., :k].float()).argmax(-1)
+    # one channel: intensity_loglik's arithmetic, step for step (the same floats), on one
+    # channels-last (B, ..., k) buffer written in place; its broadcast form made five
+    # full-size temporaries and a transpose, 1.4 of 3.4 CPU-s of labelling a 512x512x20 CT
+    k = means.shape[0]
+    t = x[:, 0].float().unsqueeze(-1) - means[:, 0]  # (B, ..., k)
+    t.mul_(t).div_(variances[:, 0]).add_(torch.log(2 * torch.pi * variances[:, 0]))
+    t.mul_(-0.5).add_(torch.log(weights))
+    return t.mul_(weight).add_(r[..., :k].float()).argmax(-1)
 
 
 def volume_halo(net):
@@ -117,6 +127,10 @@ def recalibrate_batchnorm(net, volumes, regions, mode, device, *, batch_size=4, 
     return None
 
 
+#: rows (voxels) per block of :class:`_MomentSums`: a block's float32 temporaries stay in cache
+_MOMENT_ROWS = 1 << 14
+
+
 class _MomentSums:
     """Per-channel mean and biased variance of activations seen in batches (Chan's merge)."""
 
@@ -124,12 +138,25 @@ class _MomentSums:
         self.n, self.mean, self.m2 = 0, None, None
 
     def add(self, a):
-        # per batch in float32 (torch's Welford pass), merged in float64: no float64
-        # copy of the activations
-        dims = [d for d in range(a.ndim) if d != 1]
-        var, mean = torch.var_mean(a.float(), dim=dims, correction=0)
-        n = a.numel() // a.shape[1]
-        mean, m2 = mean.double(), var.double() * n
+        # per batch: two passes over cache-sized row blocks of the channels-last
+        # activations, sums in float64 (no float64 copy of the activations). torch's
+        # var_mean over the batch and spatial dims took 0.75 s of CPU for one layer of
+        # 8 slices of 480x480x32 (issue 12), this 0.24 s
+        flat = a.movedim(1, -1).reshape(-1, a.shape[1])  # a view when channels-last
+        n = flat.shape[0]
+        rows = _MOMENT_ROWS if a.device.type == "cpu" else n  # a GPU: one block, few launches
+        blocks = [flat[start:start + rows].float() for start in range(0, n, rows)]
+        total = sum(b.sum(0, dtype=torch.float64) for b in blocks)
+        centre = (total / n).float()
+        first = torch.zeros_like(total)
+        second = torch.zeros_like(total)
+        for b in blocks:
+            d = b - centre
+            first += d.sum(0, dtype=torch.float64)
+            second += d.mul_(d).sum(0, dtype=torch.float64)
+        # moments about the float32 centre, corrected for its rounding
+        mean = centre.double() + first / n
+        m2 = second - first * first / n
         if self.mean is None:
             self.n, self.mean, self.m2 = n, mean, m2
             return

@@ -193,7 +193,7 @@ class IntensityNormalization:
 DENOISERS = (None, "median")
 
 
-def denoise(x, method, spacing=(1.0, 1.0, 1.0), *, thick_slice_ratio=2.0):
+def denoise(x, method, spacing=(1.0, 1.0, 1.0), *, thick_slice_ratio=2.0, region=None):
     """Denoise normalised intensities before the network and the intensity anchor.
 
     Parameters
@@ -209,6 +209,12 @@ def denoise(x, method, spacing=(1.0, 1.0, 1.0), *, thick_slice_ratio=2.0):
         unlike a Gaussian blur.
     spacing : tuple of 3 floats
     thick_slice_ratio : float or None
+    region : tuple of 3 slices (z, y, x) or None
+        Filter only these voxels (each still reads its true neighbours, so
+        they get exactly the whole-volume filter's values); the others keep
+        theirs. For the part of a scan later steps read (the mask's bounding
+        box and the network's halo): the whole 3D median of MNI152 took 3 of
+        its 14 CPU-s (issue 12). None: the whole volume.
 
     Returns
     -------
@@ -227,6 +233,18 @@ def denoise(x, method, spacing=(1.0, 1.0, 1.0), *, thick_slice_ratio=2.0):
               for s, n in zip(spacing[::-1], x.shape[1:][::-1])]
     if not any(radius):
         return x
+    shape = x.shape[1:]
+    region = tuple(slice(0, n) for n in shape) if region is None else tuple(
+        slice(*s.indices(n)[:2]) for s, n in zip(region, shape))
+    if any(s.stop <= s.start for s in region):
+        return x
+    # the block read: the region plus the filter's radius, inside the volume
+    r_zyx = radius[::-1]
+    block = tuple(slice(max(0, s.start - r), min(n, s.stop + r))
+                  for s, r, n in zip(region, r_zyx, shape))
+    inner = tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(region, block))
     for c in range(x.shape[0]):
-        x[c] = sitk.GetArrayFromImage(sitk.Median(sitk.GetImageFromArray(x[c]), radius))
+        filtered = sitk.GetArrayFromImage(sitk.Median(
+            sitk.GetImageFromArray(np.ascontiguousarray(x[c][block])), radius))
+        x[c][region] = filtered[inner]
     return x

@@ -271,9 +271,11 @@ def apply_model(model, image, *, spacing=None, channel_axis=None, mask=None, scr
     # a model trained inside an automatic mask labels a new scan inside its own
     (inputs,), sources = resolve_masks([inputs], model.config)
     dev = resolve_device(device)
-    x = denoise(model.normalization.apply(inputs.image), model.config.denoise,
-                inputs.spacing, thick_slice_ratio=model.config.thick_slice_ratio)
-    vol = TrainingVolume(x, inputs.mask, None, inputs.spacing, mixture=model.mixture)
+    vol = TrainingVolume(model.normalization.apply(inputs.image), inputs.mask, None,
+                         inputs.spacing, mixture=model.mixture)
+    denoise(vol.x, model.config.denoise, inputs.spacing,
+            thick_slice_ratio=model.config.thick_slice_ratio,
+            region=_read_region(vol, model.mode, model.config, training=False))
     with reproducible(model.seed, dev):
         raw = label_volume(model.network(dev), vol, model.mode, model.config, dev,
                            cancel=cancel, on_step=_label_steps(progress))
@@ -347,7 +349,8 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
     config, reason = resolve_tissue_count(volumes, config, n_scribble, seed,
                                           hu=[i.image[..., 0] for i in inputs] if ct else None)
     for v, i in zip(volumes, inputs):  # in place: the volumes see the filtered intensities
-        denoise(v.x, config.denoise, i.spacing, thick_slice_ratio=config.thick_slice_ratio)
+        denoise(v.x, config.denoise, i.spacing, thick_slice_ratio=config.thick_slice_ratio,
+                region=_read_region(v, mode, config, training=True))
     if config.mixture_components:
         # CT: one variance per component. HU are calibrated (no bias field) and CT tissues
         # differ in spread (bone wide, fat narrow): on the public CT a tied 6-component
@@ -386,6 +389,24 @@ def _finish_labels(model, raw, scribbles=None, image=None, spacing=None):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _read_region(vol, mode, config, *, training):
+    """The voxels of ``vol`` that training and labelling read (the denoising needs no more).
+
+    2D: the mask's slices, its in-plane bounding box grown by the network's
+    receptive radius (training crops, the evaluation set and labelling stay
+    inside it). 3D: the bounding box grown by the radius and, when
+    training, by a patch (a patch centred on a mask voxel reaches that far).
+    Voxels outside it never reach the network's input.
+    """
+    radius = config.n_conv * (config.kernel // 2)
+    if mode == "2d":
+        margins = (0, radius, radius)
+    else:
+        margins = tuple(radius + (p if training else 0) for p in config.patch_size)
+    return tuple(slice(max(0, s.start - m), min(n, s.stop + m))
+                 for s, m, n in zip(vol.bbox, margins, vol.shape))
 
 
 def _label_steps(progress):
