@@ -22,24 +22,29 @@ def _reference(r, valid, weights, w_con, scribbles=None, w_scr=0.0, anchor=None)
     return loss + w_con * continuity_loss(r, valid, weights)
 
 
-def _case(shape, dtype, channels_last, seed=0):
+def _case(shape, dtype, channels_last, seed=0, invalid=0.2):
     g = torch.Generator().manual_seed(seed)
     r = torch.randn(shape, generator=g).to(dtype)
     if channels_last:
         r = r.contiguous(memory_format=torch.channels_last)
-    valid = torch.rand((shape[0],) + shape[2:], generator=g) > 0.2
+    valid = torch.rand((shape[0],) + shape[2:], generator=g) >= invalid
     return r, valid
 
 
-@pytest.mark.parametrize("shape, dtype, channels_last, slab", [
-    ((2, 7, 13, 11), torch.float32, True, 1),      # one row per slab: every pair straddles
-    ((2, 7, 13, 11), torch.float32, False, 50),     # several rows per slab, strided layout
-    ((1, 5, 9, 10), torch.float32, True, 10**6),    # one slab
-    ((2, 6, 4, 6, 5), torch.float32, False, 30),    # 3D patch
-    ((2, 7, 13, 11), torch.bfloat16, True, 40),     # the CPU training dtype
+@pytest.mark.parametrize("shape, dtype, channels_last, slab, invalid", [
+    ((2, 7, 13, 11), torch.float32, True, 1, 0.2),      # one row per slab: every pair straddles
+    ((2, 7, 13, 11), torch.float32, False, 50, 0.2),     # several rows per slab, strided layout
+    ((1, 5, 9, 10), torch.float32, True, 10**6, 0.2),    # one slab
+    ((2, 6, 4, 6, 5), torch.float32, False, 30, 0.2),    # 3D patch
+    ((2, 7, 13, 11), torch.bfloat16, True, 40, 0.2),     # the CPU training dtype
+    # every voxel valid (no mask: the paper's images), the path without mask arithmetic
+    ((2, 7, 13, 11), torch.float32, True, 1, 0.0),
+    ((2, 7, 13, 11), torch.bfloat16, True, 40, 0.0),
+    ((2, 6, 4, 6, 5), torch.float32, False, 30, 0.0),
 ])
-def test_fused_loss_equals_the_separate_terms(shape, dtype, channels_last, slab):
-    r, valid = _case(shape, dtype, channels_last)
+def test_fused_loss_equals_the_separate_terms(shape, dtype, channels_last, slab, invalid):
+    r, valid = _case(shape, dtype, channels_last, invalid=invalid)
+    assert bool(valid.all()) == (invalid == 0)
     weights = [0.5, 1.0, 0.8][-len(shape[2:]):]
     a = r.clone().requires_grad_()
     ref = _reference(a, valid, weights, 0.7)
@@ -54,8 +59,9 @@ def test_fused_loss_equals_the_separate_terms(shape, dtype, channels_last, slab)
     assert torch.equal(counts, torch.bincount(r.argmax(1)[valid], minlength=shape[1]))
 
 
-def test_fused_loss_with_scribbles_and_anchor_equals_the_separate_terms():
-    r, valid = _case((2, 6, 12, 9), torch.float32, True, seed=3)
+@pytest.mark.parametrize("invalid", [0.2, 0.0])
+def test_fused_loss_with_scribbles_and_anchor_equals_the_separate_terms(invalid):
+    r, valid = _case((2, 6, 12, 9), torch.float32, True, seed=3, invalid=invalid)
     g = torch.Generator().manual_seed(4)
     scribbles = torch.randint(0, 4, valid.shape, generator=g) * (torch.rand(valid.shape, generator=g) > 0.8)
     x = torch.rand(2, 1, 12, 9, generator=g)
@@ -105,3 +111,14 @@ def test_loss_of_a_crop_equals_the_loss_of_the_cropped_responses(shape, crop, ch
     outside = torch.ones(shape, dtype=torch.bool)
     outside[region] = False
     assert (b.grad[outside] == 0).all() and (b.grad[~outside] != 0).any()
+
+
+def test_fused_loss_gradient_scales_with_the_outer_gradient():
+    # backward skips the product by the outer gradient when it is 1: any other factor must
+    # still reach the responses
+    r, valid = _case((2, 7, 13, 11), torch.float32, True, invalid=0.0)
+    a = r.clone().requires_grad_()
+    dfc_loss(a, valid, [1.0, 1.0])[0].backward()
+    b = r.clone().requires_grad_()
+    (dfc_loss(b, valid, [1.0, 1.0])[0] * -2.5).backward()
+    assert torch.allclose(b.grad, -2.5 * a.grad, rtol=1e-6, atol=0)

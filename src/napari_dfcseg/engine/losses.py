@@ -172,26 +172,39 @@ class _DFCLoss(torch.autograd.Function):
                 if stop < n:
                     grad_full.narrow(1 + a, stop, n - stop).zero_()
         spatial = tuple(rl.shape[1:-1])
-        counts = torch.zeros(p, dtype=torch.int64, device=r.device)
+        # counts of the argmax per channel, channel p collecting the voxels that are not valid
+        counts = torch.zeros(p + 1, dtype=torch.int64, device=r.device)
         total = torch.zeros((), dtype=torch.float64, device=r.device)
-        # per-voxel cross-entropy weight: the similarity term averages over the unlabelled
-        # valid voxels, the scribble term over the scribbled ones
+        # every voxel valid (no mask, or a crop inside it): no mask arithmetic in the slabs
+        masked = not bool(valid.all())
+        scribbled = None
         if scribbles is not None:
             scribbled = valid & (scribbles > 0)
+            if not bool(scribbled.any()):
+                scribbled = None  # the same loss as without scribbles
+        # per-voxel cross-entropy weight: the similarity term averages over the unlabelled
+        # valid voxels, the scribble term over the scribbled ones; a scalar when it is uniform
+        if scribbled is not None:
             unlabelled = valid & ~scribbled
             ce_weight = (unlabelled * (w_sim / max(int(unlabelled.sum()), 1))
                          + scribbled * (w_scr / max(int(scribbled.sum()), 1))).float()
+        elif masked:
+            ce_weight = (valid * (w_sim / max(int(valid.sum()), 1))).float()
         else:
-            scribbled = None
-            ce_weight = valid * (w_sim / max(int(valid.sum()), 1))
-            ce_weight = ce_weight.float()
-        # continuity: per axis, weight / (valid pairs × channels), as continuity_loss
-        coef = []
+            ce_weight = w_sim / max(valid.numel(), 1)
+        # continuity: per axis, weight / (valid pairs × channels), as continuity_loss; the
+        # valid pairs as a float factor (only when some voxels are not valid)
+        coef, pairs = [], []
         for a, w in enumerate(weights[-len(spatial):]):
             n = spatial[a]
-            pairs = (int((valid.narrow(1 + a, 1, n - 1) & valid.narrow(1 + a, 0, n - 1)).sum())
-                     if w and n > 1 else 0)
-            coef.append(w_con * w / (pairs * p) if pairs else 0.0)
+            if not w or n < 2:
+                coef.append(0.0)
+                pairs.append(None)
+                continue
+            pm = valid.narrow(1 + a, 1, n - 1) & valid.narrow(1 + a, 0, n - 1)
+            count = int(pm.sum())
+            coef.append(w_con * w / (count * p) if count else 0.0)
+            pairs.append(pm.unsqueeze(-1).to(torch.float32) if masked and count else None)
 
         n0 = spatial[0]
         step = max(1, slab_elements // max(1, rl[:, :1].numel()))
@@ -200,10 +213,14 @@ class _DFCLoss(torch.autograd.Function):
             h1 = min(n0, h0 + step)
             n = h1 - h0
             z = rl[:, h0:min(n0, h1 + 1)].float()  # the slab plus the next row
-            v = valid[:, h0:min(n0, h1 + 1)]
-            zc, vc = z[:, :n], v[:, :n]
-            seen = zc.argmax(-1)
-            counts += torch.bincount(seen[vc], minlength=p)
+            zc = z[:, :n]
+            # max(-1).indices: the argmax (first maximum), measured 2x faster than argmax()
+            seen = zc.max(-1).indices
+            if masked:
+                counts += torch.bincount(seen.masked_fill(~valid[:, h0:h1], p).flatten(),
+                                         minlength=p + 1)
+            else:
+                counts += torch.bincount(seen.flatten(), minlength=p + 1)
             logp = torch.log_softmax(zc, -1)
             if anchor is not None:
                 k = anchor.shape[-1]
@@ -213,37 +230,45 @@ class _DFCLoss(torch.autograd.Function):
             if scribbled is not None:
                 target = torch.where(scribbled[:, h0:h1], scribbles[:, h0:h1].long() - 1, target)
             target = target.unsqueeze(-1)
-            wc = ce_weight[:, h0:h1].unsqueeze(-1)
-            total -= (logp.gather(-1, target) * wc).sum(dtype=torch.float64)
+            picked = logp.gather(-1, target)
             g = logp.exp_()  # softmax: d CE / d r = softmax - one-hot
             g.scatter_add_(-1, target, torch.full(target.shape, -1.0, device=g.device))
-            g.mul_(wc)
+            if isinstance(ce_weight, float):
+                total -= picked.sum(dtype=torch.float64) * ce_weight
+                g.mul_(ce_weight)
+            else:
+                wc = ce_weight[:, h0:h1].unsqueeze(-1)
+                total -= (picked * wc).sum(dtype=torch.float64)
+                g.mul_(wc)
             if carry is not None:
                 g[:, 0] += carry
                 carry = None
             if coef[0] and z.shape[1] > 1:
                 # pair k joins rows h0 + k and h0 + k + 1; the last may reach into the next slab
                 d = z[:, 1:] - z[:, :-1]
-                pm = (v[:, 1:] & v[:, :-1]).unsqueeze(-1)
-                total += (d.abs() * pm).sum(dtype=torch.float64) * coef[0]
-                s = d.sign_().mul_(pm).mul_(coef[0])
+                if pairs[0] is not None:
+                    d.mul_(pairs[0][:, h0:h0 + d.shape[1]])  # masked pairs: 0, and sign 0
+                total += d.abs().sum().double() * coef[0]
+                s = d.sign_()
                 m = s.shape[1]
-                g[:, :m] -= s
-                g[:, 1:] += s[:, :n - 1]
+                g[:, :m].sub_(s, alpha=coef[0])
+                g[:, 1:].add_(s[:, :n - 1], alpha=coef[0])
                 if m == n:
-                    carry = s[:, n - 1]
+                    carry = s[:, n - 1].mul_(coef[0])
             for a in range(1, len(spatial)):
                 if not coef[a]:
                     continue
                 m = spatial[a]
                 d = zc.narrow(1 + a, 1, m - 1) - zc.narrow(1 + a, 0, m - 1)
-                pm = (vc.narrow(1 + a, 1, m - 1) & vc.narrow(1 + a, 0, m - 1)).unsqueeze(-1)
-                total += (d.abs() * pm).sum(dtype=torch.float64) * coef[a]
-                s = d.sign_().mul_(pm).mul_(coef[a])
-                g.narrow(1 + a, 1, m - 1).add_(s)
-                g.narrow(1 + a, 0, m - 1).sub_(s)
+                if pairs[a] is not None:
+                    d.mul_(pairs[a][:, h0:h1])
+                total += d.abs().sum().double() * coef[a]
+                s = d.sign_()
+                g.narrow(1 + a, 1, m - 1).add_(s, alpha=coef[a])
+                g.narrow(1 + a, 0, m - 1).sub_(s, alpha=coef[a])
             grad[:, h0:h1] = g
         ctx.save_for_backward(grad_full)
+        counts = counts[:p]
         ctx.mark_non_differentiable(counts)
         return total.float(), counts
 
@@ -251,4 +276,8 @@ class _DFCLoss(torch.autograd.Function):
     def backward(ctx, grad_loss, grad_counts):
         (grad,) = ctx.saved_tensors
         g = grad.movedim(-1, 1)
-        return g * grad_loss.to(g.dtype), None, None, None, None, None, None, None, None, None
+        if g.device.type == "cpu" and float(grad_loss) == 1.0:
+            g_out = g  # the usual loss.backward(): no full-size product
+        else:
+            g_out = g * grad_loss.to(g.dtype)
+        return g_out, None, None, None, None, None, None, None, None, None
