@@ -122,3 +122,23 @@ def test_fused_loss_gradient_scales_with_the_outer_gradient():
     b = r.clone().requires_grad_()
     (dfc_loss(b, valid, [1.0, 1.0])[0] * -2.5).backward()
     assert torch.allclose(b.grad, -2.5 * a.grad, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("invalid, channels_last", [(0.2, True), (0.0, True), (0.2, False)])
+def test_loss_split_over_threads_gives_the_gradient_of_one_thread(invalid, channels_last):
+    # the slabs are walked by several threads on CPU; each part reads its neighbours' rows
+    # for the pairs that straddle, so the gradient and counts are bitwise those of one part
+    r, valid = _case((2, 7, 23, 11), torch.bfloat16, channels_last, seed=5, invalid=invalid)
+    g = torch.Generator().manual_seed(6)
+    scribbles = torch.randint(0, 3, valid.shape, generator=g) * (torch.rand(valid.shape, generator=g) > 0.9)
+    anchor = torch.randn(valid.shape + (3,), generator=g)
+    out = []
+    for parts in (1, 2, 3):
+        a = r.clone().requires_grad_()
+        loss, counts = dfc_loss(a, valid, [0.5, 1.0], scribbles=scribbles, w_scribble=0.5,
+                                anchor=anchor, slab_elements=2 * 11 * 7 * 2, parts=parts)
+        loss.backward()
+        out.append((loss.item(), counts, a.grad))
+    for loss, counts, grad in out[1:]:
+        assert loss == pytest.approx(out[0][0], rel=1e-6)
+        assert torch.equal(counts, out[0][1]) and torch.equal(grad, out[0][2])

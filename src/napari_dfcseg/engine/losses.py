@@ -12,6 +12,8 @@ are the readable definition it is tested against.
 from __future__ import annotations
 
 import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,9 @@ __all__ = ["dfc_loss", "similarity_loss", "continuity_loss", "scribble_loss", "a
 #: in a core's L2 cache (2 MiB), which measured ~5x faster than whole-tensor autograd; on a
 #: GPU the slabs are large (fewer kernel launches)
 SLAB_ELEMENTS = {"cpu": 1 << 19, "cuda": 1 << 26}
+
+#: most threads :func:`dfc_loss` walks its slabs with on CPU (one op thread each)
+MAX_PARTS = 4
 
 
 def axis_weights(spacing, spacing_aware=True):
@@ -81,7 +86,7 @@ def scribble_loss(r, scribbles, valid):
 
 
 def dfc_loss(r, valid, weights, *, w_similarity=1.0, w_continuity=1.0, scribbles=None,
-             w_scribble=0.0, anchor=None, slab_elements=None, crop=None):
+             w_scribble=0.0, anchor=None, slab_elements=None, crop=None, parts=None):
     """The training loss and the clusters seen, with its gradient computed in the same pass.
 
     Equal to ``w_similarity · similarity_loss(r, target, unlabelled) +
@@ -109,6 +114,12 @@ def dfc_loss(r, valid, weights, *, w_similarity=1.0, w_continuity=1.0, scribbles
         channels (:func:`.prior.intensity_loglik`, channels last).
     slab_elements : int or None
         Elements of ``r`` per slab; None: :data:`SLAB_ELEMENTS` of the device.
+    parts : int or None
+        CPU: the slabs are split into this many runs of rows, each walked by its own
+        thread on one core (None: torch's thread count, at most :data:`MAX_PARTS`).
+        The gradient and the counts do not depend on it (each part only reads the
+        rows of its neighbours); the loss value may differ in the last bits (its
+        float32 sums are taken per slab).
     crop : tuple of slices or None
         The loss region inside ``r``, one slice per spatial axis (the network's
         input carries a halo of context around it): the loss is that of
@@ -126,20 +137,25 @@ def dfc_loss(r, valid, weights, *, w_similarity=1.0, w_continuity=1.0, scribbles
     """
     if slab_elements is None:
         slab_elements = SLAB_ELEMENTS.get(r.device.type, SLAB_ELEMENTS["cuda"])
+    if parts is None:
+        parts = min(torch.get_num_threads(), MAX_PARTS) if r.device.type == "cpu" else 1
     with _one_cpu_thread(r.device):
         return _DFCLoss.apply(r, valid, tuple(float(w) for w in weights), float(w_similarity),
                               float(w_continuity), scribbles, float(w_scribble), anchor,
-                              int(slab_elements), None if crop is None else tuple(crop))
+                              int(slab_elements), None if crop is None else tuple(crop),
+                              max(1, int(parts)))
 
 
 @contextlib.contextmanager
 def _one_cpu_thread(device):
-    """The slabs' small ops on one CPU thread.
+    """The slabs' small ops on one CPU thread each.
 
-    Several threads gain nothing on cache-sized work, and on a loaded machine
-    each small op's thread hand-off costs more than the op: measured on the
-    paper configuration with 2 threads at load ~10, a whole iteration took
-    5.5 s of CPU with the loss on both threads and 1.2 s with it on one.
+    Several threads per op gain nothing on cache-sized work, and on a loaded
+    machine each small op's thread hand-off costs more than the op: measured
+    on the paper configuration with 2 threads at load ~10, a whole iteration
+    took 5.5 s of CPU with the loss on both threads and 1.2 s with it on one.
+    The cores are used instead by walking separate runs of rows in separate
+    threads (``parts``), which meet only once, at the end.
     """
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads == 1:
@@ -152,10 +168,105 @@ def _one_cpu_thread(device):
         torch.set_num_threads(threads)
 
 
+_pool_lock = threading.Lock()
+_pool = None
+
+
+def _part_pool():
+    """Worker threads for the parts of :func:`dfc_loss` beyond the first (one op thread each)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(MAX_PARTS - 1, thread_name_prefix="dfc-loss",
+                                       initializer=torch.set_num_threads, initargs=(1,))
+        return _pool
+
+
+def _walk_rows(rl, valid, grad, terms, r0, r1, step):
+    """Loss terms of rows ``r0:r1`` (first spatial axis) of ``rl``, their gradient into ``grad``.
+
+    Reads row ``r1`` (the pair that straddles into the next part counts here)
+    and row ``r0 - 1`` (the gradient that pair brings to row ``r0``); writes
+    only rows ``r0:r1`` of ``grad``. Returns the loss sum (float64) and the
+    argmax counts (``p + 1`` bins, the last for voxels that are not valid).
+    """
+    p, masked, ce_weight, scribbled, scribbles, anchor, coef, pairs = terms
+    spatial = tuple(rl.shape[1:-1])
+    n0 = spatial[0]
+    counts = torch.zeros(p + 1, dtype=torch.int64, device=rl.device)
+    total = torch.zeros((), dtype=torch.float64, device=rl.device)
+    carry = None  # continuity gradient of the pair that straddles two slabs
+    if r0 > 0 and coef[0]:
+        # the pair (r0 - 1, r0) is the previous part's; its gradient on row r0 is this one's
+        d = rl[:, r0].float() - rl[:, r0 - 1].float()
+        if pairs[0] is not None:
+            d.mul_(pairs[0][:, r0 - 1])
+        carry = d.sign_().mul_(coef[0])
+    for h0 in range(r0, r1, step):
+        h1 = min(r1, h0 + step)
+        n = h1 - h0
+        z = rl[:, h0:min(n0, h1 + 1)].float()  # the slab plus the next row
+        zc = z[:, :n]
+        # max(-1).indices: the argmax (first maximum), measured 2x faster than argmax()
+        seen = zc.max(-1).indices
+        if masked:
+            counts += torch.bincount(seen.masked_fill(~valid[:, h0:h1], p).flatten(),
+                                     minlength=p + 1)
+        else:
+            counts += torch.bincount(seen.flatten(), minlength=p + 1)
+        logp = torch.log_softmax(zc, -1)
+        if anchor is not None:
+            k = anchor.shape[-1]
+            target = (logp[..., :k] + anchor[:, h0:h1]).argmax(-1)
+        else:
+            target = seen
+        if scribbled is not None:
+            target = torch.where(scribbled[:, h0:h1], scribbles[:, h0:h1].long() - 1, target)
+        target = target.unsqueeze(-1)
+        picked = logp.gather(-1, target)
+        g = logp.exp_()  # softmax: d CE / d r = softmax - one-hot
+        g.scatter_add_(-1, target, torch.full(target.shape, -1.0, device=g.device))
+        if isinstance(ce_weight, float):
+            total -= picked.sum(dtype=torch.float64) * ce_weight
+            g.mul_(ce_weight)
+        else:
+            wc = ce_weight[:, h0:h1].unsqueeze(-1)
+            total -= (picked * wc).sum(dtype=torch.float64)
+            g.mul_(wc)
+        if carry is not None:
+            g[:, 0] += carry
+            carry = None
+        if coef[0] and z.shape[1] > 1:
+            # pair k joins rows h0 + k and h0 + k + 1; the last may reach into the next slab
+            d = z[:, 1:] - z[:, :-1]
+            if pairs[0] is not None:
+                d.mul_(pairs[0][:, h0:h0 + d.shape[1]])  # masked pairs: 0, and sign 0
+            total += d.abs().sum().double() * coef[0]
+            s = d.sign_()
+            m = s.shape[1]
+            g[:, :m].sub_(s, alpha=coef[0])
+            g[:, 1:].add_(s[:, :n - 1], alpha=coef[0])
+            if m == n and h1 < r1:
+                carry = s[:, n - 1].mul_(coef[0])
+        for a in range(1, len(spatial)):
+            if not coef[a]:
+                continue
+            m = spatial[a]
+            d = zc.narrow(1 + a, 1, m - 1) - zc.narrow(1 + a, 0, m - 1)
+            if pairs[a] is not None:
+                d.mul_(pairs[a][:, h0:h1])
+            total += d.abs().sum().double() * coef[a]
+            s = d.sign_()
+            g.narrow(1 + a, 1, m - 1).add_(s, alpha=coef[a])
+            g.narrow(1 + a, 0, m - 1).sub_(s, alpha=coef[a])
+        grad[:, h0:h1] = g
+    return total, counts
+
+
 class _DFCLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, r, valid, weights, w_sim, w_con, scribbles, w_scr, anchor, slab_elements,
-                crop):
+                crop, parts):
         p = r.shape[1]
         full = r.detach().movedim(1, -1)  # (B, *spatial, p): a view, contiguous if channels-last
         grad_full = torch.empty(full.shape, dtype=r.dtype, device=r.device)
@@ -172,9 +283,6 @@ class _DFCLoss(torch.autograd.Function):
                 if stop < n:
                     grad_full.narrow(1 + a, stop, n - stop).zero_()
         spatial = tuple(rl.shape[1:-1])
-        # counts of the argmax per channel, channel p collecting the voxels that are not valid
-        counts = torch.zeros(p + 1, dtype=torch.int64, device=r.device)
-        total = torch.zeros((), dtype=torch.float64, device=r.device)
         # every voxel valid (no mask, or a crop inside it): no mask arithmetic in the slabs
         masked = not bool(valid.all())
         scribbled = None
@@ -205,68 +313,26 @@ class _DFCLoss(torch.autograd.Function):
             count = int(pm.sum())
             coef.append(w_con * w / (count * p) if count else 0.0)
             pairs.append(pm.unsqueeze(-1).to(torch.float32) if masked and count else None)
+        terms = (p, masked, ce_weight, scribbled, scribbles, anchor, coef, pairs)
 
         n0 = spatial[0]
         step = max(1, slab_elements // max(1, rl[:, :1].numel()))
-        carry = None  # continuity gradient of the pair that straddles two slabs
-        for h0 in range(0, n0, step):
-            h1 = min(n0, h0 + step)
-            n = h1 - h0
-            z = rl[:, h0:min(n0, h1 + 1)].float()  # the slab plus the next row
-            zc = z[:, :n]
-            # max(-1).indices: the argmax (first maximum), measured 2x faster than argmax()
-            seen = zc.max(-1).indices
-            if masked:
-                counts += torch.bincount(seen.masked_fill(~valid[:, h0:h1], p).flatten(),
-                                         minlength=p + 1)
-            else:
-                counts += torch.bincount(seen.flatten(), minlength=p + 1)
-            logp = torch.log_softmax(zc, -1)
-            if anchor is not None:
-                k = anchor.shape[-1]
-                target = (logp[..., :k] + anchor[:, h0:h1]).argmax(-1)
-            else:
-                target = seen
-            if scribbled is not None:
-                target = torch.where(scribbled[:, h0:h1], scribbles[:, h0:h1].long() - 1, target)
-            target = target.unsqueeze(-1)
-            picked = logp.gather(-1, target)
-            g = logp.exp_()  # softmax: d CE / d r = softmax - one-hot
-            g.scatter_add_(-1, target, torch.full(target.shape, -1.0, device=g.device))
-            if isinstance(ce_weight, float):
-                total -= picked.sum(dtype=torch.float64) * ce_weight
-                g.mul_(ce_weight)
-            else:
-                wc = ce_weight[:, h0:h1].unsqueeze(-1)
-                total -= (picked * wc).sum(dtype=torch.float64)
-                g.mul_(wc)
-            if carry is not None:
-                g[:, 0] += carry
-                carry = None
-            if coef[0] and z.shape[1] > 1:
-                # pair k joins rows h0 + k and h0 + k + 1; the last may reach into the next slab
-                d = z[:, 1:] - z[:, :-1]
-                if pairs[0] is not None:
-                    d.mul_(pairs[0][:, h0:h0 + d.shape[1]])  # masked pairs: 0, and sign 0
-                total += d.abs().sum().double() * coef[0]
-                s = d.sign_()
-                m = s.shape[1]
-                g[:, :m].sub_(s, alpha=coef[0])
-                g[:, 1:].add_(s[:, :n - 1], alpha=coef[0])
-                if m == n:
-                    carry = s[:, n - 1].mul_(coef[0])
-            for a in range(1, len(spatial)):
-                if not coef[a]:
-                    continue
-                m = spatial[a]
-                d = zc.narrow(1 + a, 1, m - 1) - zc.narrow(1 + a, 0, m - 1)
-                if pairs[a] is not None:
-                    d.mul_(pairs[a][:, h0:h1])
-                total += d.abs().sum().double() * coef[a]
-                s = d.sign_()
-                g.narrow(1 + a, 1, m - 1).add_(s, alpha=coef[a])
-                g.narrow(1 + a, 0, m - 1).sub_(s, alpha=coef[a])
-            grad[:, h0:h1] = g
+        n_slabs = -(-n0 // step)
+        parts = min(parts, n_slabs // 2) if r.device.type == "cpu" else 1
+        if parts <= 1:
+            total, counts = _walk_rows(rl, valid, grad, terms, 0, n0, step)
+        else:
+            # whole slabs per part, so the slabs are those of one part
+            bounds = [n0 if i == parts else min(n0, step * ((n_slabs * i) // parts))
+                      for i in range(parts + 1)]
+            pool = _part_pool()
+            futures = [pool.submit(_walk_rows, rl, valid, grad, terms, bounds[i], bounds[i + 1],
+                                   step) for i in range(1, parts)]
+            results = [_walk_rows(rl, valid, grad, terms, bounds[0], bounds[1], step)]
+            results += [f.result() for f in futures]
+            total, counts = results[0]
+            for t, c in results[1:]:
+                total, counts = total + t, counts + c
         ctx.save_for_backward(grad_full)
         counts = counts[:p]
         ctx.mark_non_differentiable(counts)
@@ -280,4 +346,4 @@ class _DFCLoss(torch.autograd.Function):
             g_out = g  # the usual loss.backward(): no full-size product
         else:
             g_out = g * grad_loss.to(g.dtype)
-        return g_out, None, None, None, None, None, None, None, None, None
+        return g_out, None, None, None, None, None, None, None, None, None, None
