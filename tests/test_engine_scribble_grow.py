@@ -93,6 +93,53 @@ def test_a_shared_cluster_going_on_to_distant_tissue_does_not_take_the_lesion_cl
         assert (out[:, :, 44:] == 3).all()
 
 
+def test_a_lesion_brighter_than_its_strokes_is_reached_between_them():
+    """Strokes on the lesion's end slices; its middle slices are brighter than the strokes' median.
+
+    The reach of a class is measured in the spread of its strokes' raw
+    intensities: with the spread of the smoothed strokes only (about a quarter
+    of it) the middle was out of reach on several seeds (Dice 0.80-0.84).
+    """
+    for seed in range(5):
+        image, lesion, scribbles = _lesion_case(seed)
+        out, _, _ = grow_from_scribbles(np.full(lesion.shape, 4, np.uint8), scribbles, image, (2.0, 1.0, 1.0))
+        assert _dice(out == 1, lesion) >= 0.9, seed
+
+
+def test_a_narrow_bridge_does_not_carry_the_lesion_class_into_a_look_alike():
+    """A 2-voxel-wide bright bridge joins the lesion to a blob of its intensity (a vessel).
+
+    The grown classes are opened in-plane (one-voxel cross), as Slicer's
+    "Smoothing: Opening" after "Grow from seeds": the bridge is cut and the
+    blob, no longer connected to the strokes, is not the lesion. Without the
+    opening, 4 of these 5 seeds gave the lesion class 3-14 of the blob's 56 voxels.
+    """
+    for seed in range(5):
+        image, lesion, scribbles = _lesion_case(seed)
+        blob = np.zeros(lesion.shape, bool)
+        blob[4:6, 34:38, 19:26] = True  # between the stroked slices, in the ring's tissue
+        bridge = np.zeros(lesion.shape, bool)
+        bridge[4:6, 28:34, 22:24] = True
+        noise = np.random.default_rng(100 + seed).normal(0, 25, lesion.shape)
+        image = np.where(blob, 400 + noise, np.where(bridge, 420.0, image)).astype(np.float32)
+        out, _, _ = grow_from_scribbles(np.full(lesion.shape, 4, np.uint8), scribbles, image, (2.0, 1.0, 1.0))
+        assert not (out[blob] == 1).any(), seed
+        assert _dice(out == 1, lesion) >= 0.9, seed
+        assert ndi.label(out == 1)[1] == 1
+
+
+def test_a_single_slice_is_split_along_its_edge():
+    """A 2D image (one slice): the in-plane opening must not erode the class away along z."""
+    rng = np.random.default_rng(0)
+    truth = np.add.outer(np.arange(40), np.arange(40))[None] > 40
+    image = (np.where(truth, 400.0, 300.0) + rng.normal(0, 10, truth.shape)).astype(np.float32)
+    scribbles = np.zeros(truth.shape, np.int16)
+    scribbles[0, 3:8, 3:8] = 2
+    scribbles[0, 33:37, 33:37] = 1
+    out, _, _ = grow_from_scribbles(np.ones(truth.shape, np.uint8), scribbles, image, (1.0, 1.0, 1.0))
+    assert (out[truth] == 1).mean() > 0.95 and (out[~truth] == 2).mean() > 0.9
+
+
 def test_scribbled_voxels_keep_their_class_through_the_island_filter():
     ids = np.zeros((1, 20, 20), np.int16)
     scribbles = np.zeros(ids.shape, np.int16)
@@ -148,5 +195,5 @@ def test_real_brain_tumour_with_strokes_on_two_slices_is_its_own_region(real_dat
     assert (r.labels[scribbles > 0] == scribbles[scribbles > 0]).all()
     comp, _ = ndi.label(r.labels == 1)
     best = max(_dice(comp == c, tumour) for c in np.unique(comp[tumour]) if c)
-    assert best >= 0.75
-    assert (r.labels == 1).sum() < 3 * tumour.sum()  # the class took no distant tissue
+    assert best >= 0.8  # 0.827 measured (seeds 0-2: 0.827 / 0.818 / 0.806; 0.791 before)
+    assert (r.labels == 1).sum() < 1.5 * tumour.sum()  # the class took no distant tissue
