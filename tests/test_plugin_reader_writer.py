@@ -258,3 +258,79 @@ def test_a_label_colour_out_of_range_is_refused_in_one_line(tmp_path):
     with pytest.raises(VolumeIOError, match=r"label colours: label 1 needs \(r, g, b\) in 0..255"):
         write_labels(tmp_path / "x.nii.gz", np.ones((2, 3, 4), np.uint8), like, colours={1: (300, 0, 0)})
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def _answer_save_dialog(qtbot, path, name_filter=None):
+    """Answer the next modal Qt file dialog as a user does: (pick a type,) type ``path``, Save."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QDialogButtonBox, QFileDialog, QLineEdit
+
+    answered = []
+
+    def answer():
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, QFileDialog):
+            QTimer.singleShot(50, answer)
+            return
+        buttons = dialog.findChild(QDialogButtonBox)
+        try:
+            if name_filter is not None:
+                [entry] = [f for f in dialog.nameFilters() if name_filter in f]
+                dialog.selectNameFilter(entry)
+            dialog.findChild(QLineEdit, "fileNameEdit").setText(str(path))  # typed
+            answered.append(dialog.selectedNameFilter())
+            buttons.button(QDialogButtonBox.Save).click()
+        except Exception:
+            buttons.button(QDialogButtonBox.Cancel).click()  # never leave the test hanging
+            raise
+
+    QTimer.singleShot(50, answer)
+    return answered
+
+
+def _io_utilities_action(viewer, text):
+    [io_menu] = [a.menu() for a in viewer.window.file_menu.actions()
+                 if a.menu() is not None and a.text().replace("&", "") == "IO Utilities"]
+    viewer.window.file_menu.aboutToShow.emit()  # napari updates the enabled states on opening
+    [action] = [a for a in io_menu.actions() if a.text().startswith(text)]
+    return action
+
+
+def test_file_menu_save_labels_writes_the_typed_nii_gz_with_the_scans_geometry(
+        make_napari_viewer, qtbot, tmp_path, make_oblique_nifti):
+    """File > IO Utilities > Save labels as NIfTI or Slicer segmentation… through napari's own menu."""
+    from napari_dfcseg.plugin._layers import output_layer_kwargs
+
+    path, _, _ = make_oblique_nifti()
+    viewer = make_napari_viewer()
+    [scan] = viewer.open(str(path), plugin=PLUGIN)
+    shape = scan.data.shape
+    labels = np.zeros(shape, np.uint8)
+    labels[1:3, 2:5, 1:4] = 2
+    seg = viewer.add_labels(labels, name="seg", **output_layer_kwargs(scan))
+    viewer.layers.selection.active = seg
+    action = _io_utilities_action(viewer, "Save labels as NIfTI or Slicer segmentation")
+    assert action.isEnabled()
+    target = tmp_path / "typed.nii.gz"
+    answered = _answer_save_dialog(qtbot, target)  # the default type, a typed .nii.gz name
+    action.trigger()
+    qtbot.waitUntil(lambda: target.is_file(), timeout=10_000)
+    assert answered and "nii.gz" in answered[0]
+    saved = nib.load(str(target))
+    assert saved.header["intent_code"] == 1002
+    np.testing.assert_allclose(saved.affine, nib.load(str(path)).affine, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(saved.dataobj).transpose(2, 1, 0), labels)
+
+    # a typed .seg.nrrd name is a 3D Slicer segmentation, whatever type is picked
+    slicer = tmp_path / "typed.seg.nrrd"
+    _answer_save_dialog(qtbot, slicer)
+    action.trigger()
+    qtbot.waitUntil(lambda: slicer.is_file(), timeout=10_000)
+    import nrrd
+
+    _, header = nrrd.read(str(slicer))
+    assert any(key.startswith("Segment0_") for key in header)
+
+    # an image layer selected: the item is disabled (napari's enablement)
+    viewer.layers.selection.active = scan
+    assert not _io_utilities_action(viewer, "Save labels as NIfTI").isEnabled()

@@ -2,11 +2,13 @@
 
 The engine computes the preview (cluster ids of one slice) on its own thread;
 here it is written into the viewed slice of the result layer: the previous
-result when the run replaces it, else a new ``<image> labels`` layer made at
-the first preview, which the result then fills. No layer is added or removed
-for the preview itself: in napari each costs the event loop 0.1-0.8 s
-(vispy visuals and the Labels tool overlays built on the GUI thread, a
-``gc.collect`` on removal), far more than writing one slice.
+result when the run replaces it, else the empty result layer prepared before
+the run (shown at the first preview), else (no layer prepared) a new
+``<image> labels`` layer made at the first preview, which the result then
+fills. No layer is added or removed for the preview itself: in napari each
+costs the event loop 0.3-0.9 s (vispy visuals, the Labels tool overlays and
+layer controls built on the GUI thread, a ``gc.collect`` on removal), far
+more than writing one slice.
 
 The preview never changes the layer selection or the dims point; it is
 shown at most every ``min_interval_s``, only in a 2D view (in 3D every write
@@ -46,6 +48,7 @@ class LivePreview:
         self._created = False  # True: the preview made self.layer (a cancel removes it)
         self._saved = {}  # slice index -> the values the preview overwrote there
         self._editable = True
+        self._visible = True
         self._last = 0.0
         self._slice = None
 
@@ -59,14 +62,16 @@ class LivePreview:
         name : str
             Name of the layer made at the first preview when there is no ``target``.
         target : napari.layers.Labels, optional
-            The previous result, which this run replaces: the preview is written
-            into it (it is locked against edits until the run ends).
+            The previous result, which this run replaces, or an empty (hidden)
+            layer prepared for the result: the preview is written into it (it is
+            locked against edits until the run ends, shown at the first preview,
+            and a cancel gives it its values and visibility back).
         """
         self._image, self._name = image, name
         self.layer, self._created, self._saved = target, False, {}
         self._last = 0.0
         if target is not None:
-            self._editable = target.editable
+            self._editable, self._visible = target.editable, target.visible
             target.editable = False  # the run writes into it: no brush strokes meanwhile
         self._update_slice()
         self._viewer.dims.events.current_step.connect(self._update_slice)
@@ -95,7 +100,7 @@ class LivePreview:
                 with keep_selection(self._viewer):
                     self._viewer.layers.remove(layer)
             else:
-                self._unlock(layer)
+                self._unlock(layer, restore_visibility=True)
         self.layer, self._created, self._image = None, False, None
 
     def _disconnect(self):
@@ -104,9 +109,11 @@ class LivePreview:
         except (TypeError, ValueError, RuntimeError):
             pass
 
-    def _unlock(self, layer):
+    def _unlock(self, layer, restore_visibility=False):
         if layer is not None:
             layer.editable = True if self._created else self._editable
+            if restore_visibility and not self._created and layer.visible != self._visible:
+                layer.visible = self._visible
 
     # ---------------------------------------------------- which slice
     @property
@@ -151,7 +158,10 @@ class LivePreview:
         if key not in self._saved:
             self._saved[key] = np.array(view, copy=True)
         view[...] = values.reshape(view.shape)
-        layer.refresh()
+        if layer.visible:
+            layer.refresh()
+        else:
+            layer.visible = True  # a prepared layer: showing it draws the new slice once
 
     def _new_layer(self):
         image = self._image
@@ -176,7 +186,8 @@ class LivePreview:
             layer.data[key] = saved
         else:
             layer.data[...] = saved
-        layer.refresh()
+        if layer.visible:
+            layer.refresh()
 
     def _restore_all(self):
         for key in list(self._saved):

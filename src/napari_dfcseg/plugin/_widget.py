@@ -14,7 +14,7 @@ import functools
 import time
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -36,7 +36,7 @@ from ._layers import labels_colormap, output_layer_kwargs, spacing_of_layer
 from ._results import RunLayers, warm_up_visuals
 from ._run import STAGE_TEXT, RunInputs, apply_model_call, recorded_call, segment_call, warm_up
 from ._save import MODEL_FILTER, SaveActions
-from ._settings import RunSettings
+from ._settings import REGION_AUTO, RunSettings
 from ._worker import describe_error, start_engine_run, start_function
 
 __all__ = ["DFCSegWidget", "SHORTCUTS"]
@@ -151,6 +151,13 @@ class DFCSegWidget(SaveActions, QWidget):
         self.save_model_button.clicked.connect(lambda: self.save_model())
         self.apply_model_button.clicked.connect(lambda: self.apply_model())
         self._add_shortcuts()
+        # the run's layers are made when the choices change, not during a run
+        self._prepare_timer = QTimer(self)
+        self._prepare_timer.setSingleShot(True)
+        self._prepare_timer.timeout.connect(self.prepare_layers)
+        for control in (self.settings.image, self.settings.region, self.settings.mode):
+            control.changed.connect(self._schedule_prepare)
+        self.replace_box.toggled.connect(self._schedule_prepare)
 
         events = napari_viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
@@ -166,6 +173,7 @@ class DFCSegWidget(SaveActions, QWidget):
         warm_up_visuals()
         self.warm_up_worker = start_function(warm_up, on_returned=lambda _: None,
                                              on_errored=lambda _: None)
+        self._schedule_prepare()
 
     @property
     def output_layer(self):
@@ -204,6 +212,28 @@ class DFCSegWidget(SaveActions, QWidget):
     def _on_layer_inserted(self, event):
         if getattr(event.value, "metadata", {}).get("dfcseg") and self.viewer.dims.ndim == 3:
             _view.orient_like_slicer(self.viewer)
+
+    # ------------------------------------------------------ the run's layers
+    def _schedule_prepare(self, *_):
+        self._prepare_timer.start(0)  # once the current change (and its siblings) is done
+
+    def prepare_layers(self):
+        """Make the empty, hidden result (and body-outline) layers the next run writes into.
+
+        napari adds a Labels layer in one uninterruptible GUI-thread call
+        (0.3-0.9 s): paid here, when the user picks the image, the region or
+        "replace", so that a run adds no layer. Returns the layers added.
+        """
+        image = self.settings.image.value
+        if self.running or image is None or self.viewer is None:
+            return []
+        if not image.rgb and (image.ndim not in (2, 3) or
+                              (self.settings.engine_mode() == "3d" and image.ndim != 3)):
+            return []  # Run will explain; nothing to prepare for
+        return self.layers.prepare(
+            image, replace=self.replace_box.isChecked(),
+            region=not image.rgb and isinstance(self.settings.region.value, str)
+            and self.settings.region.value == REGION_AUTO)
 
     # ------------------------------------------------------------- scribbles
     def add_scribbles_layer(self):
@@ -317,6 +347,8 @@ class DFCSegWidget(SaveActions, QWidget):
         self.apply_model_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting…")
+        self._prepare_timer.stop()
+        self.prepare_layers()  # already done unless Run came before the event loop ran
         self.layers.begin(image, suffix, replace=self.replace_box.isChecked())
         self.run_handle = start_engine_run(
             call,
@@ -412,6 +444,7 @@ class DFCSegWidget(SaveActions, QWidget):
         self.run_button.setEnabled(True)
         self.apply_model_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        self._schedule_prepare()  # "replace" off: the next run's empty layer, after this one
 
     # ----------------------------------------------------------------- utils
     def _error(self, message):
