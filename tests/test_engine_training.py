@@ -146,3 +146,44 @@ def test_labelling_target_without_the_softmax_is_the_anchored_target():
         assert out.shape == ref.shape
         assert torch.mean((out == ref).float()) > 0.999
         assert out.max() < 3  # only the mixture's channels are targets
+
+
+@pytest.mark.slow
+def test_compiled_training_is_reproducible_and_agrees_with_eager(phantom):
+    # DFCConfig.compile: the 2D training forward through torch.compile (inductor, a real
+    # C++ build); same seed -> the same labels, and nearly the labels of eager training
+    pytest.importorskip("torch._inductor")
+    from sklearn.metrics import adjusted_rand_score
+
+    eager_cfg = dataclasses.replace(SMALL, max_iter=6, min_iter=6)
+    compiled_cfg = dataclasses.replace(eager_cfg, compile=True)
+    kwargs = dict(mode="2d", spacing=phantom.spacing, mask=phantom.mask, seed=0, device="cpu")
+    eager = np.asarray(segment(phantom.image, config=eager_cfg, **kwargs).labels)
+    first = segment(phantom.image, config=compiled_cfg, **kwargs)
+    second = segment(phantom.image, config=compiled_cfg, **kwargs)
+    a, b = np.asarray(first.labels), np.asarray(second.labels)
+    assert np.array_equal(a, b)
+    inside = phantom.mask
+    assert adjusted_rand_score(eager[inside], a[inside]) > 0.8
+
+
+@pytest.mark.slow
+def test_training_falls_back_to_eager_when_compiling_fails(phantom, caplog):
+    # a C++ compiler that is not there: compiling fails for real, training goes on eagerly
+    # with the labels of eager training and one warning
+    inductor_config = pytest.importorskip("torch._inductor.config")
+    cfg = dataclasses.replace(SMALL, max_iter=3, min_iter=3)
+    kwargs = dict(mode="2d", spacing=phantom.spacing, mask=phantom.mask, seed=0, device="cpu")
+    eager = np.asarray(segment(phantom.image, config=cfg, **kwargs).labels)
+    old = inductor_config.cpp.cxx
+    inductor_config.cpp.cxx = ("/nonexistent/c++",)
+    try:
+        torch._dynamo.reset()
+        with caplog.at_level("WARNING", logger="napari_dfcseg.engine.device"):
+            fallback = segment(phantom.image, config=dataclasses.replace(cfg, compile=True),
+                               **kwargs)
+    finally:
+        inductor_config.cpp.cxx = old
+        torch._dynamo.reset()
+    assert np.array_equal(np.asarray(fallback.labels), eager)
+    assert sum("torch.compile failed" in r.message for r in caplog.records) == 1

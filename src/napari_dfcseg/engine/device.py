@@ -7,14 +7,17 @@ import ctypes
 import functools
 import platform
 import sys
+import logging
 import threading
 
 import torch
 
 from ..errors import InvalidInputError
 
+log = logging.getLogger(__name__)
+
 __all__ = ["resolve_device", "autocast", "training_autocast", "cpu_has_native_bf16",
-           "reproducible", "reuse_freed_memory"]
+           "reproducible", "reuse_freed_memory", "CompiledForward"]
 
 
 def resolve_device(device="auto") -> torch.device:
@@ -159,3 +162,41 @@ def reuse_freed_memory(enabled: bool = True):
                 for param, value in _GLIBC_DEFAULTS.items():
                     libc.mallopt(param, value)
                 libc.malloc_trim(0)
+
+
+class CompiledForward:
+    """``net``'s training forward through ``torch.compile`` (``DFCConfig.compile``), eager on failure.
+
+    Compiles on the first call (inductor; fixed shapes, as a 2D run's
+    batches have). If compiling fails (no C++ compiler, an unsupported
+    platform) the call and every later one run ``net`` eagerly, with one
+    warning. Eval-mode calls (previews, labelling) use ``net`` itself.
+    """
+
+    def __init__(self, net):
+        self.net = net
+        self.compiled = None
+        self.failed = False
+        self.compile_s = None
+
+    def __call__(self, x):
+        if self.failed:
+            return self.net(x)
+        import time
+
+        start = time.perf_counter() if self.compiled is None else None
+        try:
+            if self.compiled is None:
+                self.compiled = torch.compile(self.net, dynamic=False)
+                # the compiler is loaded now: keep its deterministic flag with the engine's
+                torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
+            out = self.compiled(x)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
+            log.warning("torch.compile failed (%s: %s); training runs eagerly",
+                        type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            self.failed = True
+            return self.net(x)
+        if start is not None:
+            self.compile_s = time.perf_counter() - start
+            log.info("compiled the training forward in %.1f s", self.compile_s)
+        return out

@@ -217,7 +217,7 @@ def _walk_rows(rl, valid, grad, terms, r0, r1, step):
         logp = torch.log_softmax(zc, -1)
         if anchor is not None:
             k = anchor.shape[-1]
-            target = (logp[..., :k] + anchor[:, h0:h1]).argmax(-1)
+            target = (logp[..., :k] + anchor[:, h0:h1]).max(-1).indices
         else:
             target = seen
         if scribbled is not None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .device import reuse_freed_memory, training_autocast
+from .device import CompiledForward, reuse_freed_memory, training_autocast
 from .inference import check_cancel, recalibrate_batchnorm, volume_halo
 from .losses import axis_weights, dfc_loss
 from .network import DFCNet, kernel_shape
@@ -85,19 +85,20 @@ def _preview(net, vol, mode, device, z):
     return out
 
 
-def _batch_loss(net, vol, regions, mode, config, weights, halo, device):
+def _batch_loss(net, vol, regions, mode, config, weights, halo, device, forward=None):
     """The paper's loss on one stack of regions; also how many valid voxels each cluster has.
 
     The input carries a halo of real context, the loss is taken on the
     regions themselves, so training sees no artificial crop edges. With a
     mixture on the volume, the similarity target is anchored to it
-    (:func:`.prior.anchored_target`) instead of the bare argmax.
+    (:func:`.prior.anchored_target`) instead of the bare argmax. ``forward``:
+    the training forward of ``net`` (``net`` itself, or a :class:`.device.CompiledForward`).
     """
     x, valid, scr, crop = stack_regions(vol, regions, mode, halo)
     x = torch.from_numpy(x).to(device)
     valid = torch.from_numpy(valid).to(device)
     with training_autocast(device, config.precision):
-        r = net(x)
+        r = (forward or net)(x)
     crop = (slice(None), slice(None)) + tuple(crop)
     anchor = None
     if vol.mixture is not None:
@@ -172,6 +173,8 @@ def train_network(volumes, *, mode, config, in_channels, seed, device, progress=
     preview_z = int(volumes[0].slices[len(volumes[0].slices) // 2])
     history = TrainingHistory()
     recal_at = -1
+    # opt-in: 2D batches keep one shape, so the compiled graph is reused every iteration
+    forward = CompiledForward(net) if config.compile and mode == "2d" else net
 
     with reuse_freed_memory():
         for it in range(config.max_iter):
@@ -185,7 +188,7 @@ def train_network(volumes, *, mode, config, in_channels, seed, device, progress=
             loss, counts = 0.0, 0
             for group in groups:
                 term, seen = _batch_loss(net, volumes[index], group, mode, config, weights[index],
-                                         halo, device)
+                                         halo, device, forward)
                 loss = loss + term / len(groups)
                 counts = counts + seen
             opt.zero_grad(set_to_none=True)
