@@ -64,7 +64,7 @@ def _volume_of(image, mask):
 @pytest.mark.parametrize("layout", ["2d", "2d-channels-last", "3d"])
 def test_batchnorm_moments_in_blocks_equal_float64_moments(layout):
     torch.manual_seed(0)
-    shape = (3, 5, 40, 37) if layout != "3d" else (2, 5, 6, 20, 17)
+    shape = (3, 5, 100, 83) if layout != "3d" else (2, 5, 6, 40, 37)  # > 1 block of rows
     batches = [torch.randn(shape) * 4 + 100 for _ in range(3)]  # a large mean: cancellation
     if layout == "2d-channels-last":
         batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
@@ -75,8 +75,8 @@ def test_batchnorm_moments_in_blocks_equal_float64_moments(layout):
     dims = [d for d in range(ref.ndim) if d != 1]
     var, mean = torch.var_mean(ref, dim=dims, correction=0)
     assert stats.n == ref.numel() // ref.shape[1]
-    assert torch.allclose(stats.mean, mean, rtol=1e-9, atol=0)
-    assert torch.allclose(stats.m2 / stats.n, var, rtol=1e-6, atol=0)
+    assert torch.allclose(stats.mean, mean, rtol=1e-7, atol=0)
+    assert torch.allclose(stats.m2 / stats.n, var, rtol=1e-5, atol=0)
 
 
 def test_one_channel_anchored_ids_are_those_of_the_broadcast_loglik():
@@ -87,3 +87,26 @@ def test_one_channel_anchored_ids_are_those_of_the_broadcast_loglik():
     for weight in (0.5, 1.0):
         ref = intensity_loglik(x, mixture).movedim(1, -1).mul_(weight).add_(r[..., :4]).argmax(-1)
         assert torch.equal(anchored_ids(r, x, mixture, weight), ref)
+
+
+def test_ct_trains_ct_max_iter_iterations_and_a_users_count_replaces_it():
+    from napari_dfcseg.engine.parameters import apply_user_values
+
+    rng = np.random.default_rng(0)
+    hu = np.full((6, 40, 40), -1000.0, np.float32)  # air around a body of fat, muscle, bone
+    hu[:, 8:32, 8:32] = -100.0
+    hu[:, 14:26, 14:26] = 50.0
+    hu[:, 18:22, 18:22] = 700.0
+    hu += rng.normal(0, 10, hu.shape).astype(np.float32)
+    cfg = dataclasses.replace(DFCConfig.preset("default"), max_iter=12, ct_max_iter=6, min_iter=8)
+    ct = segment(hu, spacing=(3.0, 1.0, 1.0), config=cfg, seed=0, device="cpu")
+    assert ct.n_iterations == 6 and ct.config.max_iter == 6
+    mr = segment(hu + 1000.0, spacing=(3.0, 1.0, 1.0), config=cfg, seed=0, device="cpu")
+    assert mr.n_iterations == 12  # not CT numbers: max_iter
+    # the CLI passes the options given: any --max-iter holds on CT; the widget passes every
+    # field: a value other than the preset's
+    assert apply_user_values(cfg, {"max_iter": 12}).ct_max_iter is None
+    assert apply_user_values(cfg, {"max_iter": 12}, words="label").ct_max_iter == 6
+    assert apply_user_values(cfg, {"max_iter": 30}, words="label").ct_max_iter is None
+    assert DFCConfig.preset("default").ct_max_iter == 20
+    assert DFCConfig.preset("brain").ct_max_iter is None

@@ -43,6 +43,15 @@ class DFCConfig:
         SGD learning rate and momentum.
     max_iter : int
         Most training iterations (one mini-batch each).
+    ct_max_iter : int or None
+        On a scan whose intensities are CT numbers (HU,
+        :func:`~napari_dfcseg.engine.foreground.looks_like_ct`): at most this many
+        iterations instead of ``max_iter``. Calibrated HU without a bias field
+        let the intensity anchor carry the classes, so later iterations move
+        few labels (the public CT, seeds 0-2: mean best-label Dice 0.449 after
+        20 iterations, 0.446 after 50; docs/benchmarks.md, "End to end: the
+        stages around training"). ``None``: ``max_iter`` on every scan. A
+        user's own ``max_iter`` replaces it (:func:`~.parameters.apply_user_values`).
     min_labels : int
         The paper's stop rule: stop once the run shows this many labels or fewer.
     w_similarity, w_continuity, w_scribble : float
@@ -151,6 +160,7 @@ class DFCConfig:
     lr: float = 0.1
     momentum: float = 0.9
     max_iter: int = 1000
+    ct_max_iter: int | None = None
     min_labels: int = 3
     w_similarity: float = 1.0
     w_continuity: float = 1.0
@@ -254,6 +264,9 @@ def _validate(cfg: DFCConfig) -> None:
         bad("lr", "must be positive")
     if not 0 <= cfg.momentum < 1:
         bad("momentum", "must be in [0, 1)")
+    if cfg.ct_max_iter is not None and (not isinstance(cfg.ct_max_iter, int)
+                                        or isinstance(cfg.ct_max_iter, bool) or cfg.ct_max_iter < 1):
+        bad("ct_max_iter", "must be None or a positive integer")
     if cfg.min_labels < 1:
         bad("min_labels", "must be at least 1")
     if cfg.min_iter < 0 or cfg.min_size < 0:
@@ -334,8 +347,11 @@ PRESETS["brain"] = PRESETS["default"]
 # mask it keeps thin CSF (seed 3: CSF Dice 0.926 -> 0.971; docs/method.md, "Denoising")
 # a scribble marks a structure: its class stays on the regions connected to it (a tumour
 # scribble took 1064 mL of scalp fat for a 16 mL tumour)
+# on CT the HU anchor carries the classes: 20 iterations label as well as 50, at 0.4x the
+# training time (issue 12; docs/benchmarks.md, "End to end: the stages around training")
 PRESETS["default"] = dataclasses.replace(PRESETS["brain"], n_clusters="auto", auto_mask=True,
-                                         denoise="median", scribble_connected=True)
+                                         denoise="median", scribble_connected=True,
+                                         ct_max_iter=20)
 PRESETS["fast"] = dataclasses.replace(PRESETS["default"], max_iter=25)
 
 

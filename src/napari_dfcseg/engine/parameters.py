@@ -212,6 +212,10 @@ def apply_user_values(config, values, *, words="flag") -> DFCConfig:
         else:
             changes[name] = value
     _check_together(config, changes, anchor, set(values), words)
+    # the user's iteration count holds on every scan, CT included: any the CLI was given
+    # (it passes only those), one other than the config's from the widget (it passes all)
+    if "max_iter" in changes and (words == "flag" or changes["max_iter"] != config.max_iter):
+        changes["ct_max_iter"] = None
     if changes:
         config = dataclasses.replace(config, **changes)
     return config if anchor is None else config.with_anchor(anchor)

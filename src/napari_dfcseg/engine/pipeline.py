@@ -21,6 +21,7 @@ adapter for the labelling pass (:func:`_label_steps`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -343,6 +344,9 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
     from .foreground import looks_like_ct
 
     ct = looks_like_ct(inputs[0].image[..., 0])
+    if ct and config.ct_max_iter is not None and config.ct_max_iter < config.max_iter:
+        config = dataclasses.replace(config, max_iter=config.ct_max_iter,
+                                     min_iter=min(config.min_iter, config.ct_max_iter))
     # the tissue count before the denoising: its criterion takes its own 3x3x3 median
     # (docs/method.md, "Tissue count"); counted after the median too, the twice-filtered
     # classes were narrower and MNI 9 %/40 % got K = 4 on 2 of 3 seeds instead of 3
