@@ -8,8 +8,8 @@ import torch
 
 from napari_dfcseg import DFCConfig, InvalidInputError, apply_model, segment
 from napari_dfcseg.datasets import head_phantom
-from napari_dfcseg.engine.prior import (anchored_target, fit_gaussian_mixture, intensity_prior,
-                                        scribble_mixture)
+from napari_dfcseg.engine.prior import (anchored_target, fit_gaussian_mixture, fit_intensity_mixture,
+                                        intensity_prior, scribble_mixture)
 
 
 def _three_classes(rng, sd=(0.05, 0.1, 0.05)):
@@ -142,3 +142,46 @@ def test_mixture_of_repeated_values_equals_the_mixture_of_every_sample(monkeypat
     with monkeypatch.context() as m:
         m.setattr(prior, "_distinct_rows", lambda values: None)
         np.testing.assert_allclose(means, fit_gaussian_mixture(two, 3)[0], rtol=1e-6)
+
+
+def _blurred_ct(seed=0):
+    """A small CT in HU with partial volume at every border: fat, two organs, lung, gas, a vertebra."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    hu = np.full((12, 64, 64), -1000.0)
+    hu[:, 4:60, 4:60] = -100.0                      # fat
+    hu[:, 10:30, 10:54] = 40.0                      # organ A
+    hu[:, 30:50, 10:54] = 60.0                      # organ B
+    hu[:, 12:26, 14:30] = -850.0                    # lung
+    hu[:, 14:20, 36:44] = -1000.0                   # bowel gas
+    hu[:, 50:58, 24:40] = 500.0                     # a vertebra
+    hu = ndi.gaussian_filter(hu, (0, 1.0, 1.0))     # partial volume, as a scanner's blur
+    mask = np.zeros(hu.shape, bool)
+    mask[:, 4:60, 4:60] = True
+    return hu + rng.normal(0, 8, hu.shape), mask
+
+
+@pytest.mark.parametrize("k", [6, 7, 8])
+def test_ct_mixture_has_no_partial_volume_component(k):
+    # fitted to the whole foreground at once, one free component covers the partial volume
+    # between air / lung and tissue (on the public CT -208 ± 256 HU: its tails took a third
+    # of the lung and a tenth of the bone); air and the body's flat insides fitted apart
+    # give every component one tissue (docs/method.md, "CT: the anchor mixture")
+    from napari_dfcseg.engine.prior import fit_ct_mixture
+
+    hu, mask = _blurred_ct()
+    lo, hi = np.percentile(hu[mask], [0.5, 99.5])
+    x = ((hu - lo) / (hi - lo))[None].astype(np.float32)
+
+    def in_hu(mixture):
+        return mixture[0][:, 0] * (hi - lo) + lo, np.sqrt(mixture[1][:, 0]) * (hi - lo)
+
+    whole_mean, whole_sd = in_hu(fit_intensity_mixture(x, mask, k, tied=False))
+    ct = fit_ct_mixture(x, mask, k, air_level=(-500 - lo) / (hi - lo), n_air=2, spacing=(3, 1, 1))
+    ct_mean, ct_sd = in_hu(ct)
+    between = (whole_mean > -700) & (whole_mean < -150)
+    assert np.any(between & (whole_sd > 100)), (whole_mean, whole_sd)
+    assert ct_sd.max() < 60, (ct_mean, ct_sd)
+    assert np.isclose(ct[2].sum(), 1.0) and np.all(np.diff(ct[0][:, 0]) >= 0)
+    assert np.min(np.abs(ct_mean - 500)) < 20 and np.min(np.abs(ct_mean + 850)) < 20, ct_mean

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_gaussian_mixture", "fit_intensity_mixture", "scribble_mixture",
+__all__ = ["fit_gaussian_mixture", "fit_intensity_mixture", "fit_ct_mixture", "scribble_mixture",
            "scribbles_and_free_mixture", "intensity_prior", "anchored_target", "intensity_loglik",
            "mixture_tensors"]
 
 _MAX_SAMPLES = 200_000
+# CT: the body's components are fitted to this share of its voxels, the flattest
+# (docs/method.md, "CT: the anchor mixture")
+_CT_FLAT_SHARE = 0.5
 
 
 def _kmeans(x, k, n_iter=100, init="quantile", rows=None):
@@ -192,6 +195,72 @@ def fit_intensity_mixture(x, mask, n_components, *, seed=0, tied=True):
     rng = np.random.default_rng(seed)
     pick = inside if inside.size <= _MAX_SAMPLES else rng.choice(inside, _MAX_SAMPLES, replace=False)
     return fit_gaussian_mixture(flat[:, pick].T, n_components, tied=tied)
+
+
+def _local_range(a, spacing, thick_slice_ratio):
+    """Max minus min of each voxel's 3-voxel neighbourhood (1 voxel across thick slices)."""
+    from scipy import ndimage as ndi
+
+    finest = min(spacing)
+    ratio = thick_slice_ratio if thick_slice_ratio is not None else np.inf
+    size = tuple(3 if (s < ratio * finest and n >= 3) else 1 for s, n in zip(spacing, a.shape))
+    return ndi.maximum_filter(a, size) - ndi.minimum_filter(a, size)
+
+
+def fit_ct_mixture(x, mask, n_components, *, air_level, n_air, spacing=(1.0, 1.0, 1.0),
+                   thick_slice_ratio=2.0, seed=0):
+    """The anchor mixture of a CT: air / lung and the body's tissues fitted apart, free variances.
+
+    Fitted to the whole foreground at once, the CT mixture spends a
+    component on the partial-volume voxels between air or lung and tissue
+    (bowel walls, lung edges): flat over -900..-200 HU, one Gaussian ±250 HU
+    wide whose tails took a third of the lung and a tenth of the bone (the
+    public CT, K = 8-9), and lung shared a component with bowel gas. So:
+
+    - ``n_air`` components are fitted to the voxels at or below ``air_level``
+      (:data:`~.tissue_count.CT_AIR_HU` normalised: air, lung), as many as the
+      tissue count found there (0: none; at most ``n_components - 1``);
+    - the other ``n_components - n_air`` to the body's voxels above it whose
+      3-voxel neighbourhood is flatter than the median one's (the local range
+      of channel 0): the inside of tissues, not their partial-volume borders,
+      so each component is one tissue;
+    - each part's weights are scaled by its share of the foreground.
+
+    Every voxel is then labelled by the whole mixture (edges too). The share
+    matters (the public CT, bone Dice: 0.81 / 0.83 / 0.83 / 0.72 / 0.79 with
+    the flattest 30 / 40 / 50 / 60 / 100 %): above a half, partial-volume
+    voxels make a wide component again; selecting the flattest half of each band
+    (below / above the soft-tissue window's top) instead gave bone 0.67; weighting
+    every voxel by its flatness (1 / (1 + r²), exp(-r²), r the local range over its
+    median) 0.64-0.71. A tissue with no flat inside at all (bone only as thin as one
+    voxel) gets no component of its own: its voxels take the nearest one. Parameters as
+    :func:`fit_intensity_mixture`; ``spacing`` and ``thick_slice_ratio`` shape
+    the neighbourhood (as :func:`~.normalize.denoise`).
+
+    Returns
+    -------
+    means, variances : (k, c) ndarrays
+    weights : (k,) ndarray
+        Air components first, then the body's, each part in order of channel 0.
+    """
+    flat, inside = _flat_inside(x, mask)
+    level = flat[0, inside] <= air_level
+    if not (~level).any():  # no body voxel (an all-air region): one fit, as off CT
+        return fit_intensity_mixture(x, mask, n_components, seed=seed, tied=False)
+    n_air = int(min(n_air, n_components - 1)) if level.any() else 0
+    rng = np.random.default_rng(seed)
+    # without air / lung components (too little air to count), its few voxels are the body's
+    air, body = (inside[level], inside[~level]) if n_air else (inside[:0], inside)
+    spread = _local_range(x[0], spacing, thick_slice_ratio).ravel()[body]
+    flat_body = body[spread <= np.quantile(spread, _CT_FLAT_SHARE)]
+    parts = []
+    for idx, k, share in ((air, n_air, air.size), (flat_body, n_components - n_air, body.size)):
+        if k == 0:
+            continue
+        pick = idx if idx.size <= _MAX_SAMPLES else rng.choice(idx, _MAX_SAMPLES, replace=False)
+        means, variances, weights = fit_gaussian_mixture(flat[:, pick].T, k, tied=False)
+        parts.append((means, variances, weights * share / inside.size))
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
 
 
 def scribble_mixture(volumes):

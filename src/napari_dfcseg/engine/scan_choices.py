@@ -73,22 +73,36 @@ def scribbled_outside(scribbles, mask):
 
 
 def resolve_tissue_count(volumes, config, n_scribble, seed, hu=None):
-    """The config after looking at the normalised volumes, and why its tissue count.
+    """The config after looking at the normalised volumes, why its tissue count, and the air count.
 
     With ``n_clusters="auto"``: K from :func:`~.tissue_count.choose_tissue_count`
     on channel 0 inside each volume's mask; on CT (``hu``: channel 0 of each
     volume in HU) :func:`~.tissue_count.choose_ct_tissue_count`, which counts
-    the soft-tissue window on its own. The largest K over several
+    the soft-tissue window and the air / lung on their own. The largest K over several
     volumes, so no volume loses a tissue; at least the scribbled classes,
     at most ``n_channels``. The anchor then gets K components. The returned
     config is the one the model stores and the result reports.
+
+    Returns
+    -------
+    config, reason
+    n_air : list of int
+        Per volume, how many of the K anchor components are air / lung
+        (:func:`~.prior.fit_ct_mixture`); zeros off CT. With a forced K the
+        air / lung part is counted alone (at most K - 1).
     """
+    from .tissue_count import K_RANGE, choose_ct_tissue_count, choose_tissue_count
+
     if config.n_clusters != "auto":
         reason = ("forced" if config.n_clusters is not None
                   else "not merged (n_clusters=None): as many labels as the network keeps")
-        return config, reason
-    from .tissue_count import K_RANGE, choose_ct_tissue_count, choose_tissue_count
+        n_air = [0] * len(volumes)
+        if hu is not None and config.n_clusters is not None:
+            from .tissue_count import count_ct_air
 
+            n_air = [min(count_ct_air(h, v.mask, seed=seed), config.n_clusters - 1)
+                     for h, v in zip(hu, volumes)]
+        return config, reason, n_air
     k_range = (K_RANGE[0], min(K_RANGE[1], config.n_channels))
     counts = [choose_tissue_count(v.x[0], v.mask, k_range=k_range, seed=seed) for v in volumes]
     if hu is not None:
@@ -102,26 +116,35 @@ def resolve_tissue_count(volumes, config, n_scribble, seed, hu=None):
     changes = {"n_clusters": k}
     if config.mixture_components:
         changes["mixture_components"] = k
-    return dataclasses.replace(config, **changes), reason
+    return dataclasses.replace(config, **changes), reason, [min(c.n_air, k - 1) for c in counts]
 
 
-def anchor_mixtures(volumes, config, n_scribble, seed, tied=True):
+def anchor_mixtures(volumes, config, n_scribble, seed, tied=True, ct_air=None):
     """Give the training volumes the intensity mixture that anchors their self-labels.
 
     Without scribbles: a mixture fitted to each volume (at least ``n_clusters``
-    components, so asking for more labels gives them). With scribbles: one
+    components, so asking for more labels gives them); on CT (``ct_air``: per
+    volume ``(air_level, n_air)``, the normalised :data:`~.tissue_count.CT_AIR_HU`
+    and the air / lung count) air / lung and the body are fitted apart
+    (:func:`~.prior.fit_ct_mixture`). With scribbles: one
     component per scribbled class, from the scribbled voxels (components
     0..S-1, the response channels the scribble loss trains), plus, when more
     labels are asked for than classes were scribbled, the free components of
     a mixture of the whole foreground that are not the scribbled classes
     (:func:`~.prior.scribbles_and_free_mixture`).
     """
-    from .prior import fit_intensity_mixture, scribble_mixture, scribbles_and_free_mixture
+    from .prior import (fit_ct_mixture, fit_intensity_mixture, scribble_mixture,
+                        scribbles_and_free_mixture)
 
     if not n_scribble:
         k = max(config.mixture_components, config.n_clusters or 0)
-        for v in volumes:
-            v.mixture = fit_intensity_mixture(v.x, v.mask, k, seed=seed, tied=tied)
+        for i, v in enumerate(volumes):
+            if ct_air is not None:
+                v.mixture = fit_ct_mixture(v.x, v.mask, k, air_level=ct_air[i][0],
+                                           n_air=ct_air[i][1], spacing=v.spacing,
+                                           thick_slice_ratio=config.thick_slice_ratio, seed=seed)
+            else:
+                v.mixture = fit_intensity_mixture(v.x, v.mask, k, seed=seed, tied=tied)
     elif config.n_clusters is None or config.n_clusters <= n_scribble:
         mixture = scribble_mixture(volumes)
         for v in volumes:

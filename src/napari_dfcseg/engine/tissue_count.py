@@ -30,12 +30,15 @@ abdominal MR: K = 3 no better than 2, K = 4 much better).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+from .foreground import CT_BODY_HU
+
 __all__ = ["TissueCount", "choose_tissue_count", "choose_ct_tissue_count", "K_RANGE",
-           "CT_SOFT_TISSUE_WINDOW"]
+           "CT_SOFT_TISSUE_WINDOW", "CT_AIR_HU", "count_ct_air"]
 
 #: K values tried by ``n_clusters="auto"``
 K_RANGE = (2, 12)
@@ -51,6 +54,9 @@ _STD_FLOOR = 0.01
 
 #: CT: the radiologist's soft-tissue window (width 400, level 40 HU)
 CT_SOFT_TISSUE_WINDOW = (-160.0, 240.0)
+#: CT: voxels at or below this many HU are air or lung (the body threshold of
+#: :mod:`.foreground`: every tissue of the body is above it)
+CT_AIR_HU = CT_BODY_HU
 # CT: air / lung below the window, or bone above it, counts as a class of its own when it
 # holds at least this share of the foreground
 _CT_OUTSIDE_SHARE = 0.005
@@ -72,6 +78,9 @@ class TissueCount:
     k: int
     reason: str
     bic: dict
+    #: CT: how many of the K classes are air / lung (below :data:`CT_AIR_HU`), counted on
+    #: their own; the anchor fits them on those voxels (:func:`~.prior.fit_ct_mixture`)
+    n_air: int = 0
 
 
 def _sample(image, mask, seed):
@@ -183,7 +192,7 @@ def choose_tissue_count(image, mask=None, *, k_range=K_RANGE, seed=0):
 
 
 def choose_ct_tissue_count(hu, mask=None, *, k_range=K_RANGE, seed=0, full=None):
-    """Tissue count of a CT: the soft-tissue classes counted on their own, plus air and bone.
+    """Tissue count of a CT: the soft-tissue classes and the air / lung classes counted on their own.
 
     Over the whole HU range the steps air → fat → soft tissue → bone explain
     nearly all of the BIC's gain, so organs 10-60 HU apart (liver, spleen,
@@ -191,8 +200,12 @@ def choose_ct_tissue_count(hu, mask=None, *, k_range=K_RANGE, seed=0, full=None)
     are merged (the public CT: K = 5-6, liver Dice 0.52; forced K = 7-8:
     0.74-0.76). As a radiologist reads the soft-tissue window separately, the
     criterion of :func:`choose_tissue_count` is applied to the voxels inside
-    :data:`CT_SOFT_TISSUE_WINDOW`, and the air / lung below and the bone
-    above it add one class each when present (at least 0.5 % of the foreground).
+    :data:`CT_SOFT_TISSUE_WINDOW`; likewise to the air / lung voxels (at or
+    below :data:`CT_AIR_HU`: bowel gas and trachea near -1000 HU, lung
+    parenchyma near -850, their partial volume), which one class held as one
+    (the public CT: lung Dice 0.44, the lung sharing a label with bowel gas);
+    the bone above the window adds one class. A part counts when it holds at
+    least 0.5 % of the foreground. ``TissueCount.n_air`` is the air / lung count.
 
     Parameters
     ----------
@@ -214,17 +227,33 @@ def choose_ct_tissue_count(hu, mask=None, *, k_range=K_RANGE, seed=0, full=None)
     n = max(1, int(inside.sum()))
     lo, hi = CT_SOFT_TISSUE_WINDOW
     soft = inside & (hu > lo) & (hu < hi)
-    extra = [name for name, part in (("air / lung", hu <= lo), ("bone", hu >= hi))
-             if np.count_nonzero(part & inside) >= _CT_OUTSIDE_SHARE * n]
     if np.count_nonzero(soft) < _SAMPLES:
         return full
     counted = choose_tissue_count(hu, soft, k_range=(1, k_range[1]), seed=seed)
-    k = min(int(k_range[1]), counted.k + len(extra))
+    n_air = count_ct_air(hu, inside, k_range=k_range, seed=seed)
+    bone = np.count_nonzero(inside & (hu >= hi)) >= _CT_OUTSIDE_SHARE * n
+    k = min(int(k_range[1]), counted.k + n_air + int(bone))
+    n_air = min(n_air, k - 1)
     if k <= full.k:
-        return full
+        return dataclasses.replace(full, n_air=0)
+    extra = ([f"{n_air} air / lung (at or below {CT_AIR_HU:g} HU)"] if n_air else []) \
+        + (["bone"] if bone else [])
     reason = (f"{k} tissue classes (CT): {counted.k} in the soft-tissue window "
               f"{lo:g}..{hi:g} HU (median of {_DRAWS} subsamples: "
               f"{counted.reason.rsplit('K = ', 1)[-1]}"
               + (f" + {' and '.join(extra)}" if extra else "")
               + f"; the whole HU range alone: {full.k}")
-    return TissueCount(k, reason, full.bic)
+    return TissueCount(k, reason, full.bic, n_air)
+
+
+def count_ct_air(hu, mask=None, *, k_range=K_RANGE, seed=0):
+    """Air / lung classes of a CT: the criterion on the voxels at or below :data:`CT_AIR_HU`.
+
+    0 when they hold less than 0.5 % of the foreground (``mask``).
+    """
+    hu = np.asarray(hu)
+    inside = np.ones(hu.shape, bool) if mask is None else np.asarray(mask, bool)
+    air = inside & (hu <= CT_AIR_HU)
+    if np.count_nonzero(air) < max(2, _CT_OUTSIDE_SHARE * np.count_nonzero(inside)):
+        return 0
+    return choose_tissue_count(hu, air, k_range=(1, k_range[1]), seed=seed).k
