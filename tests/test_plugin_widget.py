@@ -76,10 +76,10 @@ def test_cancel_mid_run_adds_nothing_and_leaves_the_viewer_usable(widget_viewer,
     volume, _ = _oblique_phantom_volume()
     viewer, _, widget = _viewer_with_widget(widget_viewer, volume, max_iter=5000)
     widget.preview.min_interval_s = 0.0
-    # the run's layers are made, empty and hidden, when the image is chosen
+    # the run's layers are made, empty, when the image is chosen
     qtbot.waitUntil(lambda: len(viewer.layers) == 3, timeout=10_000)
     assert [layer.name for layer in viewer.layers] == ["phantom", "phantom body", "phantom labels"]
-    assert not any(layer.visible or layer.data.any() for layer in list(viewer.layers)[1:])
+    assert not any(layer.data.any() for layer in list(viewer.layers)[1:])
     changes, shown = [], []
     viewer.layers.events.inserted.connect(lambda e: changes.append(e.value.name))
     viewer.layers.events.removed.connect(lambda e: changes.append(e.value.name))
@@ -87,7 +87,7 @@ def test_cancel_mid_run_adds_nothing_and_leaves_the_viewer_usable(widget_viewer,
     handle = widget.run()
     handle.worker.yielded.connect(reports.append)
     handle.worker.yielded.connect(lambda r: r.info.get("preview") is not None and shown.append(
-        viewer.layers["phantom labels"].visible and viewer.layers["phantom body"].visible))
+        viewer.layers["phantom labels"].data.any() and viewer.layers["phantom body"].data.any()))
     qtbot.waitUntil(lambda: len(shown) >= 1, timeout=60_000)
     assert shown[-1]  # the body outline and the preview are shown in the prepared layers
     widget.cancel()
@@ -95,8 +95,8 @@ def test_cancel_mid_run_adds_nothing_and_leaves_the_viewer_usable(widget_viewer,
     assert not handle.worker.is_running
     assert reports[-1].i < 5000
     assert changes == []  # no layer came or went
-    # as before the run: empty and hidden
-    assert not any(layer.visible or layer.data.any() for layer in list(viewer.layers)[1:])
+    # as before the run: empty
+    assert not any(layer.data.any() for layer in list(viewer.layers)[1:])
     assert widget.settings.region.value == "auto"
     assert widget.run_button.isEnabled()
     viewer.add_points([[0, 0, 0]])  # still usable
@@ -131,9 +131,8 @@ def test_mismatched_scribbles_show_an_error_notification(widget_viewer, qtbot, n
     widget.run()
     wait_until_idle(qtbot, widget)
     _assert_one_line_error(notifications, "scribbles")
-    # no result: the prepared result layer stays empty and hidden
-    assert not any(layer.name.endswith(" labels") and (layer.visible or layer.data.any())
-                   for layer in viewer.layers)
+    # no result: the prepared result layer stays empty
+    assert not any(layer.name.endswith(" labels") and layer.data.any() for layer in viewer.layers)
 
 
 def test_add_scribbles_layer_is_empty_on_the_image_with_the_brush_ready(widget_viewer):

@@ -3,7 +3,7 @@
 The engine computes the preview (cluster ids of one slice) on its own thread;
 here it is written into the viewed slice of the result layer: the previous
 result when the run replaces it, else the empty result layer prepared before
-the run (shown at the first preview), else (no layer prepared) a new
+the run, else (no layer prepared) a new
 ``<image> labels`` layer made at the first preview, which the result then
 fills. No layer is added or removed for the preview itself: in napari each
 costs the event loop 0.3-0.9 s (vispy visuals, the Labels tool overlays and
@@ -62,10 +62,10 @@ class LivePreview:
         name : str
             Name of the layer made at the first preview when there is no ``target``.
         target : napari.layers.Labels, optional
-            The previous result, which this run replaces, or an empty (hidden)
-            layer prepared for the result: the preview is written into it (it is
-            locked against edits until the run ends, shown at the first preview,
-            and a cancel gives it its values and visibility back).
+            The previous result, which this run replaces, or an empty layer
+            prepared for the result: the preview is written into it (it is
+            locked against edits until the run ends, shown if hidden, and a
+            cancel gives it its values and visibility back).
         """
         self._image, self._name = image, name
         self.layer, self._created, self._saved = target, False, {}
@@ -161,7 +161,7 @@ class LivePreview:
         if layer.visible:
             layer.refresh()
         else:
-            layer.visible = True  # a prepared layer: showing it draws the new slice once
+            layer.visible = True  # the user hid it: the preview is what they asked to see
 
     def _new_layer(self):
         image = self._image

@@ -6,9 +6,11 @@ layer, one uninterruptible call) and runs a ``gc.collect`` when one is removed,
 so a run adds and removes no layer. Like 3D Slicer's Segment Editor, which
 creates an empty segmentation for the volume before any effect runs,
 :meth:`RunLayers.prepare` makes the run's layers *before* a run, when the
-image is chosen: an empty, hidden ``<image> labels`` (the next result) and
-``<image> body`` (the automatic outline, when the Region is Auto). A run only
-writes into them and shows them; a cancelled run empties and hides them
+image is chosen: an empty ``<image> labels`` (the next result) and
+``<image> body`` (the automatic outline, when the Region is Auto). They are
+visible from the start (label 0 is transparent, so they show nothing): the
+first draw of a layer compiles its shaders and makes its textures (~0.1 s),
+paid then too. A run only writes into them; a cancelled run empties them
 again. The next run writes into the same layers (or, with "replace" off, into
 a new empty layer prepared just after the previous run).
 """
@@ -74,7 +76,8 @@ class RunLayers:
         self.preview = LivePreview(viewer)
         self.output_layer = None  # the result of the last run
         self.region_layer = None  # the automatic body outline of the last run (or the empty one)
-        self.spare_layer = None  # an empty, hidden result layer made before a run
+        self.spare_layer = None  # an empty result layer made before a run
+        self._fresh = []  # prepared layers no run has filled yet
         self._target = None  # the result layer this run replaces
         self._region_added = None  # a body layer this run added (a cancel removes it)
         self._region_fresh = False  # this run fills an empty prepared body layer (a cancel empties it)
@@ -86,7 +89,7 @@ class RunLayers:
 
     # ------------------------------------------------------ before a run
     def prepare(self, image, *, replace=True, region=True):
-        """Make the layers a run of ``image`` writes into, empty and hidden (GUI thread, not mid-run).
+        """Make the layers a run of ``image`` writes into, empty (GUI thread, not mid-run).
 
         Parameters
         ----------
@@ -105,17 +108,17 @@ class RunLayers:
         added = []
         self._drop_unused_spare(image)
         if region and not self._alive(self.region_layer, REGION_KEY, image):
-            self.region_layer = self._add_region_layer(image, visible=False)
+            self.region_layer = self._add_region_layer(image)
             added.append(self.region_layer)
         if not self._alive(self.spare_layer, SOURCE_KEY, image) and not (
                 replace and self._alive(self.output_layer, SOURCE_KEY, image)):
             with _view.keep_selection(self.viewer):
                 self.spare_layer = self.viewer.add_labels(
                     np.zeros(_layer_shape(image), np.uint8), name=f"{image.name} labels",
-                    colormap=labels_colormap(), opacity=0.5, visible=False,
-                    **output_layer_kwargs(image))
+                    colormap=labels_colormap(), opacity=0.5, **output_layer_kwargs(image))
             self.spare_layer.metadata[SOURCE_KEY] = image.name
             added.append(self.spare_layer)
+        self._fresh.extend(added)
         return added
 
     def _drop_unused_spare(self, image):
@@ -125,20 +128,20 @@ class RunLayers:
             if layer is None or layer not in self.viewer.layers:
                 setattr(self, attr, None)
                 continue
-            if self._alive(layer, key, image) or layer.visible or layer.data.any():
-                continue
-            if attr == "region_layer" and layer is self.settings.region.value:
+            if (self._alive(layer, key, image) or layer not in self._fresh or layer.data.any()
+                    or layer is self.settings.region.value or layer is self.settings.scribbles.value):
                 continue
             with _view.keep_selection(self.viewer):
                 self.viewer.layers.remove(layer)
+            self._fresh.remove(layer)
             setattr(self, attr, None)
 
-    def _add_region_layer(self, image, visible):
+    def _add_region_layer(self, image):
         with _view.keep_selection(self.viewer):
             layer = self.viewer.add_labels(
                 np.zeros(_layer_shape(image), np.uint8), name=f"{image.name} body",
                 colormap=region_colormap(), opacity=0.7, blending="translucent_no_depth",
-                visible=visible, **output_layer_kwargs(image),
+                **output_layer_kwargs(image),
             )
         layer.contour = 1  # an outline: the result shows through
         layer.metadata[REGION_KEY] = image.name
@@ -151,7 +154,7 @@ class RunLayers:
         self._target = old if replace and self._alive(old, SOURCE_KEY, image) else None
         self._region_added = None
         self._region_fresh = (self._alive(self.region_layer, REGION_KEY, image)
-                              and not self.region_layer.visible)
+                              and self.region_layer in self._fresh)
         name = f"{image.name} {suffix}"
         target = self._target
         if target is None and self._alive(self.spare_layer, SOURCE_KEY, image):
@@ -167,13 +170,12 @@ class RunLayers:
         if self._alive(old, REGION_KEY, image):
             old.data[...] = data  # same array, same dtype: no new texture layout
             old._reset_history()  # a new outline: the old undo steps do not fit it
-            if old.visible:
-                old.refresh()
-            else:
-                old.visible = True  # draws the new data once
+            old.refresh()
             layer = old
+            if layer in self._fresh:
+                self._fresh.remove(layer)
         else:  # the Region was not Auto before the run: no prepared layer
-            layer = self._add_region_layer(image, visible=True)
+            layer = self._add_region_layer(image)
             self.region_layer = self._region_added = layer
         self.settings.reset_choices()
         self.settings.region.value = layer
@@ -195,11 +197,9 @@ class RunLayers:
             if layer.data.dtype == labels.dtype and layer.data.shape == labels.shape:
                 layer.data[...] = labels
                 layer._reset_history()  # a first result: nothing before it to undo to
-                if layer.visible:
-                    layer.refresh()
+                layer.refresh()
             else:
                 layer.data = labels
-            layer.visible = True
         else:
             layer = self.viewer.add_labels(
                 labels, name=f"{image.name} {suffix}", colormap=labels_colormap(),
@@ -207,6 +207,8 @@ class RunLayers:
             )
         if layer is self.spare_layer:
             self.spare_layer = None  # it holds a result now
+        if layer in self._fresh:
+            self._fresh.remove(layer)
         layer.editable = True
         layer.metadata[SOURCE_KEY] = image.name
         layer.metadata[RUN_KEY] = metadata
@@ -217,8 +219,8 @@ class RunLayers:
     def abort(self):
         """After a failed or cancelled run: nothing it added stays, the replaced result is back.
 
-        A prepared body layer the run filled is emptied and hidden again; the
-        preview gives every layer it wrote into its values back.
+        A prepared body layer the run filled is emptied again; the preview
+        gives every layer it wrote into its values back.
         """
         self.preview.stop()
         self._target = None
@@ -232,7 +234,8 @@ class RunLayers:
             layer = self.region_layer
             layer.data[...] = 0
             layer._reset_history()
-            layer.visible = False
+            layer.refresh()
+            self._fresh.append(layer)
             if self.settings.region.value is layer:
                 self.settings.region.value = REGION_AUTO
         self._region_fresh = False

@@ -218,7 +218,7 @@ class DFCSegWidget(SaveActions, QWidget):
         self._prepare_timer.start(0)  # once the current change (and its siblings) is done
 
     def prepare_layers(self):
-        """Make the empty, hidden result (and body-outline) layers the next run writes into.
+        """Make the empty result (and body-outline) layers the next run writes into.
 
         napari adds a Labels layer in one uninterruptible GUI-thread call
         (0.3-0.9 s): paid here, when the user picks the image, the region or
@@ -376,7 +376,7 @@ class DFCSegWidget(SaveActions, QWidget):
             self.layers.show_region(self._run["image"], info["region"])
             self._run["region_shown"] = True
         if stage in STAGE_TEXT:
-            self._set_progress(STAGE_TEXT[stage], 0, 0)
+            self._set_progress(STAGE_TEXT[stage], 0, 0, stage=stage)
             return
         run = self._run
         now = time.perf_counter()
@@ -393,19 +393,29 @@ class DFCSegWidget(SaveActions, QWidget):
             # before the progress bar: napari's bar calls processEvents(), which runs queued
             # handlers (other slots of this very report too) before this one has finished
             self.preview.show(info["preview"], int(info.get("preview_index", 0)))
-        self._set_progress(text, report.i, report.n)
+        self._set_progress(text, report.i, report.n, stage=what)
 
-    def _set_progress(self, text, i, n):
+    def _set_progress(self, text, i, n, stage):
+        """The status line every report; napari's activity bar at stage changes and once a second.
+
+        napari's progress bar runs ``QApplication.processEvents()`` on every
+        new value or description, which repaints the whole window inside this
+        handler (on software OpenGL 20-100 ms a repaint): one such change per
+        call, and one call a second, keep the handler short.
+        """
         self.status.setText(text)
         pbar = self._progress
         if pbar is None:
             return
-        if pbar.total != n:
+        now = time.perf_counter()
+        run = self._run
+        if stage != run.get("bar_stage"):
+            run["bar_stage"], run["bar_time"] = stage, now
             pbar.total = n
-        if i < pbar.n:  # labelling restarts the count after training
-            pbar.n = 0
-        pbar.set_description(f"DFC {text}")
-        if n:
+            pbar.n = 0  # labelling restarts the count after training
+            pbar.set_description(f"DFC {text.split(' · ')[0].rstrip('0123456789/ ')}")
+        elif n and (now - run.get("bar_time", 0.0) >= 1.0 or i >= n) and i > pbar.n:
+            run["bar_time"] = now
             pbar.update(i - pbar.n)
 
     def _on_returned(self, output):
