@@ -89,7 +89,14 @@ def _distinct_rows(x):
     its count, is the same EM at a fraction of the cost (200 000 samples of
     the public CT: 2 000-5 000 distinct values).
     """
-    values, inverse, counts = np.unique(x, axis=0, return_inverse=True, return_counts=True)
+    if x.shape[1] == 1:
+        # one contrast: the 1-D unique gives the same values, counts and inverse 20x
+        # faster, and its sort lets go of the GIL (the rows' structured sort held it
+        # ~0.2-0.3 s: the napari window froze meanwhile)
+        values, inverse, counts = np.unique(x[:, 0], return_inverse=True, return_counts=True)
+        values = values[:, None]
+    else:
+        values, inverse, counts = np.unique(x, axis=0, return_inverse=True, return_counts=True)
     if len(values) > len(x) // 4:
         return None
     return values, counts.astype(np.float64), inverse.reshape(-1)
