@@ -61,23 +61,25 @@ def _gaps_of_a_run(qtbot, widget):
 def test_the_event_loop_keeps_ticking_during_a_run(widget_viewer, qtbot):
     """Generous bounds (the machine is shared); benchmarks/gui_latency.py reports the figures.
 
-    The first run adds two layers (body outline, result), which napari builds on
-    the GUI thread; a second run writes into them and adds or removes none.
+    The run's layers are made when the image is chosen, so neither the first
+    run nor the second adds or removes a layer (napari builds a Labels layer in
+    one 0.3-0.9 s GUI-thread call and removing one runs a ``gc.collect``); every
+    callback of a run is then a slice write, a status line or a repaint.
     """
     viewer, _, widget, _ = _viewer(widget_viewer, show=True)
     widget.settings.max_iter.value = 30
     qtbot.waitUntil(lambda: not widget.warm_up_worker.is_running, timeout=120_000)
-    gaps = _gaps_of_a_run(qtbot, widget)
-    assert len(gaps) > 20
-    assert np.median(gaps) < 60
-    assert gaps.max() < 4000, f"the GUI froze for {gaps.max():.0f} ms"
+    qtbot.waitUntil(lambda: widget.layers.spare_layer is not None, timeout=10_000)
     changes = []
     viewer.layers.events.inserted.connect(lambda e: changes.append(("added", e.value.name)))
     viewer.layers.events.removed.connect(lambda e: changes.append(("removed", e.value.name)))
-    gaps = _gaps_of_a_run(qtbot, widget)
-    assert changes == []
-    assert np.median(gaps) < 60
-    assert gaps.max() < 1000, f"the GUI froze for {gaps.max():.0f} ms in the second run"
+    for run in ("first", "second"):
+        gaps = _gaps_of_a_run(qtbot, widget)
+        assert changes == [], f"the {run} run added or removed layers"
+        assert len(gaps) > 20
+        assert np.median(gaps) < 60
+        assert gaps.max() < 1000, f"the GUI froze for {gaps.max():.0f} ms in the {run} run"
+    assert widget.output_layer.data.any()
 
 
 def test_an_rgb_image_is_segmented_as_one_colour_image(make_napari_viewer, qtbot):

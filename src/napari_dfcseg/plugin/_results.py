@@ -213,7 +213,6 @@ class RunLayers:
         layer.metadata[SOURCE_KEY] = image.name
         layer.metadata[RUN_KEY] = metadata
         self.output_layer = layer
-        self.viewer.layers.selection.active = layer
         return layer
 
     def abort(self):

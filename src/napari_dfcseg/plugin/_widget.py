@@ -69,6 +69,7 @@ class DFCSegWidget(SaveActions, QWidget):
         self.last_result = None  # SegmentationResult of the last run (its model for "Save model…")
         self._progress = None
         self._run = None  # what the run in progress needs when it returns
+        self._showing = None  # the result layer being selected and counted after a run
 
         self.settings = RunSettings(napari_viewer)
         self.layers = RunLayers(napari_viewer, self.settings)
@@ -225,7 +226,7 @@ class DFCSegWidget(SaveActions, QWidget):
         "replace", so that a run adds no layer. Returns the layers added.
         """
         image = self.settings.image.value
-        if self.running or image is None or self.viewer is None:
+        if self.run_handle is not None or image is None:
             return []
         if not image.rgb and (image.ndim not in (2, 3) or
                               (self.settings.engine_mode() == "3d" and image.ndim != 3)):
@@ -260,8 +261,8 @@ class DFCSegWidget(SaveActions, QWidget):
     # ------------------------------------------------------------------- run
     @property
     def running(self):
-        """True while an engine call is in progress."""
-        return self.run_handle is not None
+        """True while an engine call is in progress (or its result is still being shown)."""
+        return self.run_handle is not None or self._showing is not None
 
     def _checked_image(self, three_d):
         """The image layer to segment, or None after telling the user why not."""
@@ -363,7 +364,7 @@ class DFCSegWidget(SaveActions, QWidget):
 
     def cancel(self):
         """Stop the run; the engine gives up within one iteration and nothing is added."""
-        if self.running:
+        if self.run_handle is not None:
             self.run_handle.cancel()
             self.cancel_button.setEnabled(False)
             self.status.setText("Cancelling…")
@@ -434,7 +435,23 @@ class DFCSegWidget(SaveActions, QWidget):
             f"Done: {output.n_labels} labels{how} in {_duration(time.perf_counter() - run['start'])}."
             " Correct them with the brush, then Save labels…"
         )
-        self.label_table.show_layer(layer)
+        # selecting the layer (napari swaps its layer controls) and the table's
+        # recount are two more event-loop callbacks: each stays short
+        self._showing = layer
+        QTimer.singleShot(0, self._select_result)
+
+    def _select_result(self):
+        layer = self._showing
+        if layer is not None and layer in self.viewer.layers:
+            self.viewer.layers.selection.active = layer
+            QTimer.singleShot(0, self._count_result)
+        else:
+            self._showing = None
+
+    def _count_result(self):
+        layer, self._showing = self._showing, None
+        if layer is not None and layer in self.viewer.layers:
+            self.label_table.show_layer(layer)
 
     def _on_errored(self, exc):
         from napari_dfcseg.errors import Cancelled
