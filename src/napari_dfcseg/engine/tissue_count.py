@@ -102,7 +102,7 @@ def _sample(image, mask, seed):
 
 
 def _log_likelihood(values, k):
-    from .prior import _log_joint, fit_gaussian_mixture
+    from .prior import _log_joint, _row_max, fit_gaussian_mixture
 
     x = values[:, None]
     best = -np.inf
@@ -112,7 +112,7 @@ def _log_likelihood(values, k):
         means, variances, weights = fit_gaussian_mixture(x, k, n_iter=100, tol=1e-5,
                                                          var_floor=_STD_FLOOR ** 2, init=init)
         log_p = _log_joint(x, means, variances, weights)
-        top = log_p.max(1)
+        top = _row_max(log_p)[:, 0]
         best = max(best, float((np.log(np.exp(log_p - top[:, None]).sum(1)) + top).sum()))
     return best
 
