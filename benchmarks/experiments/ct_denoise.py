@@ -33,6 +33,8 @@ def candidates():
     return {
         "raw": lambda a: a,
         "median": med,
+        # in plane only (1x3x3): across slices a rib is often one voxel thick
+        "median-2d": lambda a: _sitk(a, lambda i: sitk.Median(i, [1, 1, 0])),
         # the median, but voxels above the soft-tissue window keep their own HU
         "bone-kept": lambda a: np.where(a > BONE_HU, a, med(a)),
         # the median, but a voxel never goes below its own HU where it is above the window
