@@ -150,7 +150,7 @@ def measure(viewer, widget, *, timeout_s=900):
         return wrapper
 
     targets = [(widget, "_on_progress"), (widget, "_on_returned"), (widget, "_on_finished"),
-               (widget, "_select_result"), (widget, "_count_result"),
+               (widget, "_select_result"), (widget, "_count_result"), (widget.progress_report, "_advance"),
                (widget.label_table, "_on_counted")]
     targets = [(owner, name) for owner, name in targets if hasattr(owner, name)]
     originals = {name: getattr(owner, name) for owner, name in targets}

@@ -96,7 +96,7 @@ class LabelTable(LabelDisplayActions, QWidget):
 
         self.layer_choice = ComboBox(
             label="Labels",
-            choices=lambda _w: [(l.name, l) for l in viewer.layers if isinstance(l, Labels)],
+            choices=lambda _w: [(one.name, one) for one in viewer.layers if isinstance(one, Labels)],
             nullable=True,
         )
         self.table = QTableWidget(0, len(COLUMNS))
@@ -225,8 +225,8 @@ class LabelTable(LabelDisplayActions, QWidget):
         from napari.layers import Image
 
         name = layer.metadata.get(SOURCE_KEY)
-        candidates = [l for l in self._viewer.layers if isinstance(l, Image)]
-        candidates.sort(key=lambda l: l.name != name)  # the recorded source first
+        candidates = [one for one in self._viewer.layers if isinstance(one, Image)]
+        candidates.sort(key=lambda one: one.name != name)  # the recorded source first
         for image in candidates:
             if image.data.shape[: layer.ndim] == layer.data.shape and image.ndim == layer.ndim:
                 return image

@@ -79,6 +79,6 @@ def keep_selection(viewer):
             layers._activate_on_insert = previous
         if set(layers.selection) != selected or layers.selection.active is not active:
             layers.selection.clear()
-            layers.selection.update(l for l in selected if l in layers)
+            layers.selection.update(one for one in selected if one in layers)
             if active in layers:
                 layers.selection.active = active

@@ -34,7 +34,8 @@ from . import _view
 from ._label_table import LabelTable
 from ._layers import labels_colormap, output_layer_kwargs, spacing_of_layer
 from ._results import RunLayers, warm_up_visuals
-from ._run import STAGE_TEXT, RunInputs, apply_model_call, recorded_call, segment_call, warm_up
+from ._progress import RunProgress, duration
+from ._run import RunInputs, apply_model_call, recorded_call, segment_call, warm_up
 from ._save import MODEL_FILTER, SaveActions
 from ._settings import REGION_AUTO, RunSettings
 from ._worker import describe_error, start_engine_run, start_function
@@ -44,13 +45,6 @@ __all__ = ["DFCSegWidget", "SHORTCUTS"]
 #: keyboard shortcuts of the widget (active anywhere in the napari window)
 SHORTCUTS = {"run": "Ctrl+Shift+R", "cancel": "Ctrl+Shift+X",
              "next_label": "Ctrl+Shift+Down", "previous_label": "Ctrl+Shift+Up"}
-
-
-def _duration(seconds):
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
 
 
 class DFCSegWidget(SaveActions, QWidget):
@@ -67,7 +61,6 @@ class DFCSegWidget(SaveActions, QWidget):
         self.viewer = napari_viewer
         self.run_handle = None  # the EngineRun in progress
         self.last_result = None  # SegmentationResult of the last run (its model for "Save model…")
-        self._progress = None
         self._run = None  # what the run in progress needs when it returns
         self._showing = None  # the result layer being selected and counted after a run
 
@@ -94,6 +87,7 @@ class DFCSegWidget(SaveActions, QWidget):
         )
         self.status = QLabel("Pick an image layer and press Run.")
         self.status.setWordWrap(True)
+        self.progress_report = RunProgress(self.status)
 
         self.label_table = LabelTable(napari_viewer)
         self.save_labels_button = QPushButton("Save labels…")
@@ -337,17 +331,13 @@ class DFCSegWidget(SaveActions, QWidget):
         )
 
     def _start(self, call, image, *, suffix, record):
-        from napari.utils import progress
-
-        self._run = {"image": image, "suffix": suffix,
-                     "start": time.perf_counter(), "train_start": None}
+        self._run = {"image": image, "suffix": suffix, "start": time.perf_counter()}
         # the label count and the run record are made on the worker thread
         call = functools.partial(recorded_call, call, image_name=image.name, **record)
-        self._progress = progress(total=0, desc=f"DFC {image.name}: starting")
+        self.progress_report.start(image.name)
         self.run_button.setEnabled(False)
         self.apply_model_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.status.setText("Starting…")
         self._prepare_timer.stop()
         self.prepare_layers()  # already done unless Run came before the event loop ran
         self.layers.begin(image, suffix, replace=self.replace_box.isChecked())
@@ -372,52 +362,12 @@ class DFCSegWidget(SaveActions, QWidget):
     # ------------------------------------------------- worker signal handlers
     def _on_progress(self, report):
         info = report.info
-        stage = info.get("stage")
         if info.get("region") is not None:
             self.layers.show_region(self._run["image"], info["region"])
             self._run["region_shown"] = True
-        if stage in STAGE_TEXT:
-            self._set_progress(STAGE_TEXT[stage], 0, 0, stage=stage)
-            return
-        run = self._run
-        now = time.perf_counter()
-        key = "label_start" if stage == "label" else "train_start"
-        if run.get(key) is None or report.i < run[key][1]:
-            run[key] = (now, report.i)
-        t0, i0 = run[key]
-        what = "Labelling" if stage == "label" else "Training"
-        text = f"{what} {report.i}/{report.n}"
-        if report.n and report.i > i0:
-            left = (now - t0) / (report.i - i0) * (report.n - report.i)
-            text += f" · about {_duration(left)} left"
         if info.get("preview") is not None:
-            # before the progress bar: napari's bar calls processEvents(), which runs queued
-            # handlers (other slots of this very report too) before this one has finished
             self.preview.show(info["preview"], int(info.get("preview_index", 0)))
-        self._set_progress(text, report.i, report.n, stage=what)
-
-    def _set_progress(self, text, i, n, stage):
-        """The status line every report; napari's activity bar at stage changes and once a second.
-
-        napari's progress bar runs ``QApplication.processEvents()`` on every
-        new value or description, which repaints the whole window inside this
-        handler (on software OpenGL 20-100 ms a repaint): one such change per
-        call, and one call a second, keep the handler short.
-        """
-        self.status.setText(text)
-        pbar = self._progress
-        if pbar is None:
-            return
-        now = time.perf_counter()
-        run = self._run
-        if stage != run.get("bar_stage"):
-            run["bar_stage"], run["bar_time"] = stage, now
-            pbar.total = n
-            pbar.n = 0  # labelling restarts the count after training
-            pbar.set_description(f"DFC {text.split(' · ')[0].rstrip('0123456789/ ')}")
-        elif n and (now - run.get("bar_time", 0.0) >= 1.0 or i >= n) and i > pbar.n:
-            run["bar_time"] = now
-            pbar.update(i - pbar.n)
+        self.progress_report.report(report)
 
     def _on_returned(self, output):
         run = self._run
@@ -432,7 +382,7 @@ class DFCSegWidget(SaveActions, QWidget):
         how = f" (tissue count chosen automatically: {chosen})" if chosen and \
             self.settings.tissue_count() is None else ""
         self.status.setText(
-            f"Done: {output.n_labels} labels{how} in {_duration(time.perf_counter() - run['start'])}."
+            f"Done: {output.n_labels} labels{how} in {duration(time.perf_counter() - run['start'])}."
             " Correct them with the brush, then Save labels…"
         )
         # selecting the layer (napari swaps its layer controls) and the table's
@@ -464,9 +414,7 @@ class DFCSegWidget(SaveActions, QWidget):
 
     def _on_finished(self):
         self.layers.preview.stop()  # nothing left to undo after a result or an abort
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
+        self.progress_report.close()
         self.run_handle = None
         self.run_button.setEnabled(True)
         self.apply_model_button.setEnabled(True)
