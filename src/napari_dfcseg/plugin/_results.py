@@ -88,7 +88,7 @@ class RunLayers:
                 and layer.data.shape == _layer_shape(image))
 
     # ------------------------------------------------------ before a run
-    def prepare(self, image, *, replace=True, region=True):
+    def prepare(self, image, *, replace=True, region=True, at_most=None):
         """Make the layers a run of ``image`` writes into, empty (GUI thread, not mid-run).
 
         Parameters
@@ -99,6 +99,9 @@ class RunLayers:
             the previous one is there.
         region : bool
             The Region is Auto: a body-outline layer is needed too.
+        at_most : int, optional
+            Add at most this many layers now (each add is one long GUI-thread
+            call: the caller adds the next one from a later callback).
 
         Returns
         -------
@@ -110,6 +113,9 @@ class RunLayers:
         if region and not self._alive(self.region_layer, REGION_KEY, image):
             self.region_layer = self._add_region_layer(image)
             added.append(self.region_layer)
+        if at_most is not None and len(added) >= at_most:
+            self._fresh.extend(added)
+            return added
         if not self._alive(self.spare_layer, SOURCE_KEY, image) and not (
                 replace and self._alive(self.output_layer, SOURCE_KEY, image)):
             with _view.keep_selection(self.viewer):

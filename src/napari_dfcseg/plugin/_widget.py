@@ -149,7 +149,7 @@ class DFCSegWidget(SaveActions, QWidget):
         # the run's layers are made when the choices change, not during a run
         self._prepare_timer = QTimer(self)
         self._prepare_timer.setSingleShot(True)
-        self._prepare_timer.timeout.connect(self.prepare_layers)
+        self._prepare_timer.timeout.connect(lambda: self.prepare_layers(one_at_a_time=True))
         for control in (self.settings.image, self.settings.region, self.settings.mode):
             control.changed.connect(self._schedule_prepare)
         self.replace_box.toggled.connect(self._schedule_prepare)
@@ -212,12 +212,13 @@ class DFCSegWidget(SaveActions, QWidget):
     def _schedule_prepare(self, *_):
         self._prepare_timer.start(0)  # once the current change (and its siblings) is done
 
-    def prepare_layers(self):
+    def prepare_layers(self, one_at_a_time=False):
         """Make the empty result (and body-outline) layers the next run writes into.
 
         napari adds a Labels layer in one uninterruptible GUI-thread call
-        (0.3-0.9 s): paid here, when the user picks the image, the region or
-        "replace", so that a run adds no layer. Returns the layers added.
+        (0.2-0.9 s with its first draw): paid here, when the user picks the
+        image, the region or "replace", so that a run adds no layer; with
+        ``one_at_a_time`` one layer per event-loop callback. Returns the layers added.
         """
         image = self.settings.image.value
         if self.run_handle is not None or image is None:
@@ -225,10 +226,13 @@ class DFCSegWidget(SaveActions, QWidget):
         if not image.rgb and (image.ndim not in (2, 3) or
                               (self.settings.engine_mode() == "3d" and image.ndim != 3)):
             return []  # Run will explain; nothing to prepare for
-        return self.layers.prepare(
+        added = self.layers.prepare(
             image, replace=self.replace_box.isChecked(),
             region=not image.rgb and isinstance(self.settings.region.value, str)
-            and self.settings.region.value == REGION_AUTO)
+            and self.settings.region.value == REGION_AUTO, at_most=1 if one_at_a_time else None)
+        if one_at_a_time and added:
+            self._schedule_prepare()  # the next one, after the window has had a turn
+        return added
 
     # ------------------------------------------------------------- scribbles
     def add_scribbles_layer(self):
