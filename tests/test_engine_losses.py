@@ -142,3 +142,22 @@ def test_loss_split_over_threads_gives_the_gradient_of_one_thread(invalid, chann
     for loss, counts, grad in out[1:]:
         assert loss == pytest.approx(out[0][0], rel=1e-6)
         assert torch.equal(counts, out[0][1]) and torch.equal(grad, out[0][2])
+
+
+def test_loss_split_over_threads_runs_in_a_forked_child():
+    # the part threads do not survive a fork: a child (multiprocessing's default start
+    # method on Linux) must get a new pool instead of queueing work for dead threads
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    r, valid = _case((1, 7, 40, 11), torch.float32, True, seed=2)
+    loss, _ = dfc_loss(r, valid, [1.0, 1.0], slab_elements=77, parts=2)  # the parent's pool
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child = pool.apply_async(_loss_value_in_child, (r, valid)).get(timeout=60)
+    assert child == pytest.approx(loss.item(), rel=1e-6)
+
+
+def _loss_value_in_child(r, valid):
+    return dfc_loss(r, valid, [1.0, 1.0], slab_elements=77, parts=2)[0].item()

@@ -12,6 +12,7 @@ are the readable definition it is tested against.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -180,6 +181,17 @@ def _part_pool():
             _pool = ThreadPoolExecutor(MAX_PARTS - 1, thread_name_prefix="dfc-loss",
                                        initializer=torch.set_num_threads, initargs=(1,))
         return _pool
+
+
+def _forget_pool_in_child():
+    # a forked child has none of the parent's threads: a pool inherited from it would
+    # queue the parts forever (multiprocessing's default start method on Linux is fork)
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _walk_rows(rl, valid, grad, terms, r0, r1, step):
