@@ -21,7 +21,7 @@ for seed in seeds:
             print(f"seed {seed}: dfcseg demo failed: {run.stderr.strip().splitlines()[-1:]}")
             continue
         out = run.stdout
-    lines = [l for l in out.splitlines() if l.startswith(("Dice", "tissues", "no mask"))]
+    lines = [line for line in out.splitlines() if line.startswith(("Dice", "tissues", "no mask"))]
     w = float(lines[-1].rsplit("worst", 1)[1])
     worst = min(worst, w)
     print(f"seed {seed}: " + " | ".join(lines), flush=True)
