@@ -162,7 +162,7 @@ def test_unreadable_series_is_skipped_with_a_warning_not_a_crash(make_napari_vie
 # ------------------------------------------------------------ label volumes open as Labels
 
 
-def test_a_real_label_nrrd_opens_as_labels_on_its_scan(make_napari_viewer, real_data):
+def test_a_real_label_nrrd_opens_as_labels_on_its_scan(real_data, make_napari_viewer):
     from napari.layers import Image, Labels
 
     folder = real_data / "mr-brain-tumour"

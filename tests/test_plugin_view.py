@@ -8,7 +8,7 @@ from napari_dfcseg.plugin._widget import DFCSegWidget
 PLUGIN = "napari-dfcseg"
 
 
-def _brain(make_napari_viewer, real_data):
+def _brain(real_data, make_napari_viewer):
     viewer = make_napari_viewer()
     [scan] = viewer.open(str(real_data / "mr-brain-tumour" / "image.nrrd"), plugin=PLUGIN)
     widget = DFCSegWidget(viewer)
@@ -16,10 +16,10 @@ def _brain(make_napari_viewer, real_data):
     return viewer, scan, widget
 
 
-def test_every_slice_of_a_thick_slice_nrrd_is_reachable_with_results_on_top(make_napari_viewer, real_data):
+def test_every_slice_of_a_thick_slice_nrrd_is_reachable_with_results_on_top(real_data, make_napari_viewer):
     from napari_dfcseg.plugin._layers import output_layer_kwargs, slice_layer_kwargs
 
-    viewer, scan, _ = _brain(make_napari_viewer, real_data)
+    viewer, scan, _ = _brain(real_data, make_napari_viewer)
     nz = scan.data.shape[0]
     assert scan.scale[0] == 6.5  # not 6.499999999999998 from the float header
     # a result layer and a one-slice preview on the scan, as a run adds them
@@ -32,8 +32,8 @@ def test_every_slice_of_a_thick_slice_nrrd_is_reachable_with_results_on_top(make
         assert round(float(index)) == expected
 
 
-def test_axes_are_named_anatomically_and_coronal_sagittal_show_the_head_up(make_napari_viewer, real_data):
-    viewer, scan, _ = _brain(make_napari_viewer, real_data)
+def test_axes_are_named_anatomically_and_coronal_sagittal_show_the_head_up(real_data, make_napari_viewer):
+    viewer, scan, _ = _brain(real_data, make_napari_viewer)
     assert tuple(viewer.dims.axis_labels) == AXIS_LABELS
     # axial (default): anterior up, the patient's right on the screen's left (radiological)
     assert tuple(viewer.camera.orientation2d) == ("down", "right")
