@@ -231,21 +231,15 @@ def test_integer_scans_stay_images_and_a_nifti_label_intent_alone_makes_labels(m
 
 
 def test_save_selected_layers_dialog_writes_nifti_with_the_plugins_filter(make_napari_viewer, tmp_path,
-                                                                          monkeypatch):
-    """napari's File > Save Selected Layers... path, with the user picking our file type."""
-    from qtpy.QtWidgets import QFileDialog
-
+                                                                          qtbot):
+    """napari's File > Save Selected Layers... in a real Qt dialog, the user picking our file type."""
     viewer = make_napari_viewer()
     layer = viewer.add_labels(np.eye(6, dtype=np.uint8)[None].repeat(2, 0), name="seg")
     viewer.layers.selection.active = layer
     target = tmp_path / "typed.nii.gz"
-
-    def pick(self, parent, caption, directory, filter="", options=None):
-        [ours] = [f for f in filter.split(";;") if "*.nii.gz" in f]
-        return str(target), ours
-
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", pick)
+    answered = _answer_save_dialog(qtbot, target, name_filter="NIfTI labels + ITK-SNAP")
     viewer.window._qt_viewer._save_layers_dialog(selected=True)
+    assert answered and "*.nii.gz" in answered[0]
     assert target.is_file()
     assert nib.load(str(target)).header["intent_code"] == 1002
 
