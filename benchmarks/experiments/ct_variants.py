@@ -5,7 +5,8 @@ one file: each variant is segmented by the default preset (seed 0) and, for bone
 lung and liver, compared with the best of GMM / k-means / median+GMM at K 4-8 on the
 same array (``benchmarks.baselines``, as the real-scan benchmark). Variants: Gaussian
 noise of 20 and 40 HU added (rounded to integer HU, seed 0); slices 0-14 (lower
-abdomen, no lung); slices 15-29 (upper abdomen and lung bases).
+abdomen, no lung); slices 15-29 (upper abdomen and lung bases); every other slice
+(6 mm slices: the thick-slice path, 1x3x3 median and neighbourhoods).
 
     PYTHONPATH=src python benchmarks/experiments/ct_variants.py
     PYTHONPATH=src python benchmarks/experiments/ct_variants.py --no-peers
@@ -26,11 +27,12 @@ from ct_abdomen import DATA, best_label_dice  # noqa: E402
 
 def variants(ct, ref):
     rng = np.random.default_rng(0)
-    yield "noise 20 HU", np.round(ct + rng.normal(0, 20, ct.shape)).astype(np.float32), ref
-    yield "noise 40 HU", np.round(ct + rng.normal(0, 40, ct.shape)).astype(np.float32), ref
+    yield "noise 20 HU", np.round(ct + rng.normal(0, 20, ct.shape)).astype(np.float32), ref, None
+    yield "noise 40 HU", np.round(ct + rng.normal(0, 40, ct.shape)).astype(np.float32), ref, None
     half = ct.shape[0] // 2
-    yield "slices 0-14", ct[:half], ref[:half]
-    yield "slices 15-29", ct[half:], ref[half:]
+    yield "slices 0-14", ct[:half], ref[:half], None
+    yield "slices 15-29", ct[half:], ref[half:], None
+    yield "6 mm slices", ct[::2], ref[::2], 2.0
 
 
 def main(argv=None):
@@ -45,9 +47,12 @@ def main(argv=None):
     vol = read_volume(DATA / "ct.nii.gz")
     ct = np.asarray(vol.array).astype(np.float32)
     ref = np.asarray(read_volume(DATA / "reference_totalsegmentator.nii.gz").array)
-    for name, image, reference in variants(ct, ref):
+    for name, image, reference, z_factor in variants(ct, ref):
         t = time.perf_counter()
-        r = segment(image, spacing=vol.spacing, seed=0)
+        spacing = tuple(vol.spacing)
+        if z_factor:
+            spacing = (spacing[0] * z_factor,) + spacing[1:]
+        r = segment(image, spacing=spacing, seed=0)
         d = best_label_dice(r.labels, reference)
         print(f"{name:13s} default K={r.n_tissues} " + " ".join(f"{g} {v:.3f}" for g, v in d.items())
               + f" | mean {np.mean(list(d.values())):.3f} | {time.perf_counter() - t:.0f} s", flush=True)
