@@ -179,3 +179,23 @@ def test_shortcuts_run_and_cancel_from_anywhere_in_the_window(widget_viewer, qtb
     qtbot.keyClick(canvas, Qt.Key_X, Qt.ControlModifier | Qt.ShiftModifier)
     wait_until_idle(qtbot, widget, timeout=30_000)
     assert "Cancelled" in widget.status.text()
+
+
+def test_the_runs_layers_follow_the_chosen_image_and_untouched_ones_go(widget_viewer, qtbot):
+    """Picking another image prepares its layers; the first image's, empty and unused, are removed."""
+    viewer, image, widget, p = widget_viewer(tissues="3")
+    qtbot.waitUntil(lambda: {"head body", "head labels"} <= {layer.name for layer in viewer.layers},
+                    timeout=10_000)
+    other = viewer.add_image(p.image[:, ::-1].copy(), name="other",
+                             **{k: getattr(image, k) for k in ("scale", "translate")})
+    widget.settings.image.value = other
+    qtbot.waitUntil(lambda: {"other body", "other labels"} <= {layer.name for layer in viewer.layers},
+                    timeout=10_000)
+    names = [layer.name for layer in viewer.layers]
+    assert "head body" not in names and "head labels" not in names
+    # a prepared layer someone painted in stays
+    widget.layers.spare_layer.data[0, 0, 0] = 1
+    widget.settings.image.value = image
+    qtbot.waitUntil(lambda: "head labels" in [layer.name for layer in viewer.layers], timeout=10_000)
+    assert "other labels" in [layer.name for layer in viewer.layers]
+    assert "other body" not in [layer.name for layer in viewer.layers]
