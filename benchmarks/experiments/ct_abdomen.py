@@ -27,6 +27,13 @@ GROUPS = {
 }
 
 
+def read_ct_case():
+    """The public CT: its Volume, the HU as float32 and the TotalSegmentator reference."""
+    vol = read_volume(DATA / "ct.nii.gz")
+    ref = np.asarray(read_volume(DATA / "reference_totalsegmentator.nii.gz").array)
+    return vol, np.asarray(vol.array).astype(np.float32), ref
+
+
 def best_label_dice(labels, ref):
     out = {}
     for g, ids in GROUPS.items():
@@ -51,9 +58,7 @@ def report(name, labels, ref, ct, seconds):
 
 
 def main():
-    vol = read_volume(DATA / "ct.nii.gz")
-    ct = np.asarray(vol.array).astype(np.float32)
-    ref = np.asarray(read_volume(DATA / "reference_totalsegmentator.nii.gz").array)
+    vol, ct, ref = read_ct_case()
     from sklearn.cluster import KMeans
     from sklearn.mixture import GaussianMixture
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ct_abdomen import DATA, GROUPS, best_label_dice  # noqa: E402
+from ct_abdomen import GROUPS, best_label_dice, read_ct_case  # noqa: E402
 
 SHOWN = {**GROUPS, "vessels": [52] + list(range(62, 69))}
 
@@ -78,11 +78,8 @@ def main(argv=None):
     from napari_dfcseg import segment
     from napari_dfcseg.engine import prior
     from napari_dfcseg.engine.config import PRESETS
-    from napari_dfcseg.io import read_volume
 
-    vol = read_volume(DATA / "ct.nii.gz")
-    ct = np.asarray(vol.array).astype(np.float32)
-    ref = np.asarray(read_volume(DATA / "reference_totalsegmentator.nii.gz").array)
+    vol, ct, ref = read_ct_case()
     if args.oracle:
         import SimpleITK as sitk
         from napari_dfcseg.engine.foreground import auto_foreground

@@ -22,7 +22,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
-from ct_abdomen import DATA, best_label_dice  # noqa: E402
+from ct_abdomen import best_label_dice, read_ct_case  # noqa: E402
 
 
 def variants(ct, ref):
@@ -42,11 +42,8 @@ def main(argv=None):
     torch.set_num_threads(1)
     from benchmarks.baselines import run_baseline
     from napari_dfcseg import segment
-    from napari_dfcseg.io import read_volume
 
-    vol = read_volume(DATA / "ct.nii.gz")
-    ct = np.asarray(vol.array).astype(np.float32)
-    ref = np.asarray(read_volume(DATA / "reference_totalsegmentator.nii.gz").array)
+    vol, ct, ref = read_ct_case()
     for name, image, reference, z_factor in variants(ct, ref):
         t = time.perf_counter()
         spacing = tuple(vol.spacing)

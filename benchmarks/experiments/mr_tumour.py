@@ -53,6 +53,13 @@ def two_slice_scribbles(tumour):
     return s, slices
 
 
+def read_tumour_case():
+    """The brain MR with a tumour: its Volume, the voxels as float32 and the tumour ROI as a mask."""
+    vol = read_volume(DATA / "image.nrrd")
+    tumour = np.asarray(read_volume(DATA / "tumour_label.nrrd").array) > 0
+    return vol, np.asarray(vol.array).astype(np.float32), tumour
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--scribbles-only", action="store_true")
@@ -60,9 +67,7 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    vol = read_volume(DATA / "image.nrrd")
-    image = np.asarray(vol.array).astype(np.float32)
-    tumour = np.asarray(read_volume(DATA / "tumour_label.nrrd").array) > 0
+    vol, image, tumour = read_tumour_case()
     scr, slices = two_slice_scribbles(tumour)
     runs = [("default", {}), (f"scribbles on slices {list(slices)}", {"scribbles": scr})]
     if args.short:

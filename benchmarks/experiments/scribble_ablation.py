@@ -12,18 +12,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 torch.set_num_threads(1)
 
-from benchmarks.experiments.mr_tumour import DATA, scores, two_slice_scribbles  # noqa: E402
+from benchmarks.experiments.mr_tumour import DATA, read_tumour_case, scores, two_slice_scribbles  # noqa: E402
 from benchmarks.real import lesion_scribbles  # noqa: E402
 from benchmarks.real_cases import real_cases  # noqa: E402
 from napari_dfcseg import segment  # noqa: E402
 from napari_dfcseg.engine import labelling, pipeline, scribble_grow  # noqa: E402
-from napari_dfcseg.io import read_volume  # noqa: E402
 
 VARIANTS = {  # name: module constants of scribble_grow (and "open": the opening on/off)
     "as shipped": {},
@@ -73,9 +71,7 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    vol = read_volume(DATA / "image.nrrd")
-    image = np.asarray(vol.array).astype(np.float32)
-    tumour = np.asarray(read_volume(DATA / "tumour_label.nrrd").array) > 0
+    vol, image, tumour = read_tumour_case()
     strokes = {"2-slice strokes": two_slice_scribbles(tumour)[0],
                "short strokes": lesion_scribbles(real_cases(DATA.parent, names=["mr-brain-tumour"])[0],
                                                  n_slices=2)}
