@@ -53,3 +53,19 @@ def test_separate_processes_with_the_same_thread_count_agree(tmp_path):
     for out in outputs:
         subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env, timeout=600)
     np.testing.assert_array_equal(np.load(outputs[0]), np.load(outputs[1]))
+
+
+def test_engine_keeps_deterministic_kernels_but_skips_the_nan_fill_and_restores_both(phantom):
+    # deterministic mode's NaN fill of every new tensor was ~20 % of a training iteration
+    # (issue 12); the engine turns only the fill off, and hands both flags back unchanged
+    from napari_dfcseg.engine.device import reproducible
+
+    get_fill = torch._C._get_deterministic_fill_uninitialized_memory
+    before = (torch.are_deterministic_algorithms_enabled(), get_fill())
+    with reproducible(0, torch.device("cpu")):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not get_fill()
+        assert not torch.isnan(torch.empty(1 << 16)).all()  # not NaN-filled
+    assert (torch.are_deterministic_algorithms_enabled(), get_fill()) == before
+    segment(phantom.image, spacing=phantom.spacing, config=CONFIG, seed=0)
+    assert (torch.are_deterministic_algorithms_enabled(), get_fill()) == before
