@@ -144,6 +144,39 @@ def test_mixture_of_repeated_values_equals_the_mixture_of_every_sample(monkeypat
         np.testing.assert_allclose(means, fit_gaussian_mixture(two, 3)[0], rtol=1e-6)
 
 
+def test_one_channel_em_gives_the_general_loops_floats_bit_for_bit(monkeypatch):
+    # the tissue count's 36 one-channel fits run a (k, n) EM and k-means (numpy's short-axis
+    # loops cost ~0.5 ms an iteration); the chosen K rests on the same floats as the general
+    # (n, k) loop, for every K (8 components on: numpy's pairwise row sums), start and tie
+    import napari_dfcseg.engine.prior as prior
+    from napari_dfcseg.engine.tissue_count import _sample
+
+    rng = np.random.default_rng(5)
+    p = head_phantom(seed=1)
+    phantom = _sample(p.image, p.image > np.percentile(p.image, 20), 0)
+    repeated = np.round(_three_classes(rng)[:, 0] * 40) / 40         # the distinct-rows path
+    assert prior._distinct_rows(phantom[:, None]) is None
+    assert prior._distinct_rows(repeated[:, None]) is not None
+    general = prior._em
+
+    def general_nearest(values, centres):
+        return ((values[:, None, :] - centres[None]) ** 2).sum(2).argmin(1)
+
+    for values in (phantom, repeated):
+        x = values[:, None]
+        for k in (2, 3, 5, 8, 9, 12):
+            for init, tied in (("quantile", False), ("uniform", False), ("quantile", True)):
+                fast = fit_gaussian_mixture(x, k, n_iter=100, tol=1e-5, var_floor=1e-4, init=init,
+                                            tied=tied)
+                with monkeypatch.context() as m:
+                    m.setattr(prior, "_em_one_channel", general)
+                    m.setattr(prior, "_nearest", general_nearest)
+                    slow = fit_gaussian_mixture(x, k, n_iter=100, tol=1e-5, var_floor=1e-4,
+                                                init=init, tied=tied)
+                for a, b in zip(fast, slow):
+                    np.testing.assert_array_equal(a, b)
+
+
 def _blurred_ct(seed=0):
     """A small CT in HU with partial volume at every border: fat, two organs, lung, gas, a vertebra."""
     from scipy import ndimage as ndi

@@ -59,9 +59,10 @@ def _kmeans(x, k, n_iter=100, init="quantile", rows=None):
     current = None
     for _ in range(n_iter):
         if current is not None:
-            centres = np.stack([_weighted_mean(values, counts, current == i)
-                                if np.any(current == i) else x.mean(0) for i in range(k)])
-        new = ((values[:, None, :] - centres[None]) ** 2).sum(2).argmin(1)
+            members = [current == i for i in range(k)]
+            centres = np.stack([_weighted_mean(values, counts, m) if m.any() else x.mean(0)
+                                for m in members])
+        new = _nearest(values, centres)
         if current is None:
             if np.array_equal(new if inverse is None else new[inverse], assign):
                 break
@@ -71,6 +72,25 @@ def _kmeans(x, k, n_iter=100, init="quantile", rows=None):
     if current is None:
         return assign
     return current if inverse is None else current[inverse]
+
+
+def _nearest(values, centres):
+    """``argmin`` over the centres of the squared distance of every row (the first on ties).
+
+    One channel: the distances as (k, n) rows and a running minimum, the same
+    floats and indices as the (n, k) ``argmin``, without numpy's row-at-a-time
+    loops over a short last axis (~0.1 ms a k-means iteration on 5 000 values).
+    """
+    if values.shape[1] != 1 or len(centres) < 2:
+        return ((values[:, None, :] - centres[None]) ** 2).sum(2).argmin(1)
+    distances = (values[:, 0][None] - centres[:, 0][:, None]) ** 2
+    nearest = np.zeros(values.shape[0], dtype=np.intp)
+    best = distances[0].copy()
+    for j in range(1, len(centres)):
+        closer = distances[j] < best
+        nearest[closer] = j
+        np.minimum(best, distances[j], out=best)
+    return nearest
 
 
 def _weighted_mean(values, counts, where):
@@ -141,6 +161,15 @@ def fit_gaussian_mixture(samples, n_components, *, n_iter=500, tol=1e-7, tied=Fa
     # EM over the distinct rows, each weighted by its count (identical sums, regrouped)
     values, counts = (x, None) if rows is None else rows[:2]
     squares = values * values
+    em = _em_one_channel if c == 1 and k >= 2 else _em
+    means, variances, weights = em(values, squares, counts, n, means, variances, weights,
+                                   var_floor, n_iter, tol, tied)
+    order = np.argsort(means[:, 0], kind="stable")
+    return means[order], variances[order], weights[order]
+
+
+def _em(values, squares, counts, n, means, variances, weights, var_floor, n_iter, tol, tied):
+    """EM of :func:`fit_gaussian_mixture` from a start, over ``values`` (distinct rows, ``counts``)."""
     previous = -np.inf
     for _ in range(n_iter):
         log_p = _log_joint(values, means, variances, weights)
@@ -162,8 +191,69 @@ def fit_gaussian_mixture(samples, n_components, *, n_iter=500, tol=1e-7, tied=Fa
         if likelihood - previous < tol * abs(likelihood):
             break
         previous = likelihood
-    order = np.argsort(means[:, 0], kind="stable")
-    return means[order], variances[order], weights[order]
+    return means, variances, weights
+
+
+def _em_one_channel(values, squares, counts, n, means, variances, weights, var_floor, n_iter, tol, tied):
+    """The EM loop of :func:`fit_gaussian_mixture` for one channel and k >= 2, the same floats.
+
+    The (n, k) arrays of the general loop have a short last axis, and numpy runs
+    every broadcast and reduction over it one row at a time (~0.5 ms an iteration
+    on 5 000 x 3, 36 fits a tissue count). Here the responsibilities are (k, n),
+    each component a contiguous row: every element is the same operation on the
+    same operands, the row sums repeat numpy's order (sequential, the first 8
+    pairwise from 8 components on), the column sums its sequential order (a
+    cumulative sum), and the two products are the same BLAS calls on an (n, k)
+    copy. tests/test_engine_prior.py checks the identity bit for bit.
+    """
+    x = values[:, 0]
+    k = means.shape[0]
+    previous = -np.inf
+    for _ in range(n_iter):
+        # _log_joint, one row per component
+        scale = (np.log(weights)[None] - 0.5 * np.log(2 * np.pi * variances[:, 0])[None])[0]
+        d = x[None] - means[:, 0][:, None]
+        log_p = scale[:, None] - 0.5 * (d * d / variances[:, 0][:, None])
+        top = log_p[0].copy()
+        for j in range(1, k):
+            np.maximum(top, log_p[j], out=top)
+        resp = np.exp(log_p - top[None])
+        total = _rows_sum(resp)
+        if counts is None:
+            likelihood = float((np.log(total) + top).mean())
+            resp /= total[None]
+        else:
+            likelihood = float(counts @ (np.log(total) + top)) / n
+            resp *= (counts / total)[None]
+        nk = np.cumsum(resp, axis=1)[:, -1] + 1e-12
+        weights = nk / n
+        resp_nk = np.ascontiguousarray(resp.T)
+        means = (resp_nk.T @ values) / nk[:, None]
+        variances = (resp_nk.T @ squares) / nk[:, None] - means ** 2 + var_floor
+        if tied:
+            variances = np.broadcast_to((weights[:, None] * variances).sum(0), variances.shape).copy()
+        if likelihood - previous < tol * abs(likelihood):
+            break
+        previous = likelihood
+    return means, variances, weights
+
+
+def _rows_sum(a):
+    """``a.T.sum(1)`` of a (k, n) array in numpy's order for a length-k row, the same floats.
+
+    numpy's pairwise sum of a short row: sequential below 8 terms, else the
+    first 8 in a fixed tree and the rest added one by one.
+    """
+    k = a.shape[0]
+    if k < 8:
+        total = a[0].copy()
+        for j in range(1, k):
+            total += a[j]
+        return total
+    total = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+    for j in range(8, k):
+        total += a[j]
+    return total
 
 
 def _log_joint(x, means, variances, weights):
