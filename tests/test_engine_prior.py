@@ -121,7 +121,7 @@ def test_scribble_mixture_has_one_component_per_class_from_the_scribbled_voxels(
 def test_mixture_of_repeated_values_equals_the_mixture_of_every_sample(monkeypatch):
     # CT and most MR intensities take a few thousand distinct values: EM runs on those,
     # each weighted by its count; that must be the EM over every sample
-    import napari_dfcseg.engine.prior as prior
+    import napari_dfcseg.engine.mixture_em as prior  # where the EM lives
 
     rng = np.random.default_rng(3)
     hu = np.round(np.concatenate([rng.normal(-80, 20, 4000), rng.normal(40, 15, 9000),
@@ -148,7 +148,7 @@ def test_one_channel_em_gives_the_general_loops_floats_bit_for_bit(monkeypatch):
     # the tissue count's 36 one-channel fits run a (k, n) EM and k-means (numpy's short-axis
     # loops cost ~0.5 ms an iteration); the chosen K rests on the same floats as the general
     # (n, k) loop, for every K (8 components on: numpy's pairwise row sums), start and tie
-    import napari_dfcseg.engine.prior as prior
+    import napari_dfcseg.engine.mixture_em as prior  # where the EM lives
     from napari_dfcseg.engine.tissue_count import _sample
 
     rng = np.random.default_rng(5)
