@@ -21,6 +21,7 @@ __all__ = [
     "IntensityNormalization",
     "check_finite",
     "denoise",
+    "neighbourhood_radius",
     "DENOISERS",
 ]
 
@@ -193,6 +194,16 @@ class IntensityNormalization:
 DENOISERS = (None, "median")
 
 
+def neighbourhood_radius(spacing, shape, thick_slice_ratio=2.0):
+    """(z, y, x) radius of the 3-voxel neighbourhood the denoising (and the CT anchor's
+    flatness) reads: 1 along every axis not ``thick_slice_ratio`` times thicker
+    than the finest, 0 across thick slices and along an axis of 1 or 2 voxels.
+    """
+    finest = min(spacing)
+    ratio = thick_slice_ratio if thick_slice_ratio is not None else np.inf
+    return tuple(1 if (s < ratio * finest and n >= 3) else 0 for s, n in zip(spacing, shape))
+
+
 def denoise(x, method, spacing=(1.0, 1.0, 1.0), *, thick_slice_ratio=2.0, region=None):
     """Denoise normalised intensities before the network and the intensity anchor.
 
@@ -226,11 +237,8 @@ def denoise(x, method, spacing=(1.0, 1.0, 1.0), *, thick_slice_ratio=2.0, region
         raise InvalidInputError(f"denoise must be one of {DENOISERS}, got {method!r}")
     import SimpleITK as sitk
 
-    finest = min(spacing)
-    ratio = thick_slice_ratio if thick_slice_ratio is not None else np.inf
-    # SimpleITK radii are (x, y, z); an axis of 1 or 2 voxels is not filtered
-    radius = [1 if (s < ratio * finest and n >= 3) else 0
-              for s, n in zip(spacing[::-1], x.shape[1:][::-1])]
+    # SimpleITK radii are (x, y, z)
+    radius = list(neighbourhood_radius(spacing, x.shape[1:], thick_slice_ratio)[::-1])
     if not any(radius):
         return x
     shape = x.shape[1:]

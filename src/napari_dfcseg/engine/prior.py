@@ -28,6 +28,7 @@ import numpy as np
 
 # the EM itself (re-exported: tissue_count and the experiments import it from here)
 from .mixture_em import _distinct_rows, _log_joint, _row_max, fit_gaussian_mixture  # noqa: F401
+from .normalize import neighbourhood_radius
 
 __all__ = ["fit_gaussian_mixture", "fit_intensity_mixture", "fit_ct_mixture", "scribble_mixture",
            "scribbles_and_free_mixture", "intensity_prior", "anchored_target", "intensity_loglik",
@@ -73,9 +74,7 @@ def fit_intensity_mixture(x, mask, n_components, *, seed=0, tied=True):
 def _local_range_at(a, idx, spacing, thick_slice_ratio):
     """Max minus min of the 3-voxel neighbourhood (1 voxel across thick slices) of the flat
     indices ``idx`` of ``a``; edges repeat the border voxel. No volume-sized copy."""
-    finest = min(spacing)
-    ratio = thick_slice_ratio if thick_slice_ratio is not None else np.inf
-    reach = [1 if (s < ratio * finest and n >= 3) else 0 for s, n in zip(spacing, a.shape)]
+    reach = neighbourhood_radius(spacing, a.shape, thick_slice_ratio)
     coords = np.unravel_index(idx, a.shape)
     flat = a.reshape(-1)
     low = high = flat[idx]
