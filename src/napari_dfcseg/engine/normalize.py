@@ -235,10 +235,9 @@ def denoise(x, method, spacing=(1.0, 1.0, 1.0), *, thick_slice_ratio=2.0, region
         return x
     if method != "median":
         raise InvalidInputError(f"denoise must be one of {DENOISERS}, got {method!r}")
-    import SimpleITK as sitk
+    from .median import median_filter
 
-    # SimpleITK radii are (x, y, z)
-    radius = list(neighbourhood_radius(spacing, x.shape[1:], thick_slice_ratio)[::-1])
+    radius = neighbourhood_radius(spacing, x.shape[1:], thick_slice_ratio)
     if not any(radius):
         return x
     shape = x.shape[1:]
@@ -247,12 +246,10 @@ def denoise(x, method, spacing=(1.0, 1.0, 1.0), *, thick_slice_ratio=2.0, region
     if any(s.stop <= s.start for s in region):
         return x
     # the block read: the region plus the filter's radius, inside the volume
-    r_zyx = radius[::-1]
     block = tuple(slice(max(0, s.start - r), min(n, s.stop + r))
-                  for s, r, n in zip(region, r_zyx, shape))
+                  for s, r, n in zip(region, radius, shape))
     inner = tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(region, block))
     for c in range(x.shape[0]):
-        filtered = sitk.GetArrayFromImage(sitk.Median(
-            sitk.GetImageFromArray(np.ascontiguousarray(x[c][block])), radius))
-        x[c][region] = filtered[inner]
+        # the same values as SimpleITK's Median, 5x faster (engine/median.py)
+        x[c][region] = median_filter(x[c][block], radius)[inner]
     return x
