@@ -10,8 +10,12 @@ abdomen, no lung); slices 15-29 (upper abdomen and lung bases); every other slic
 
     PYTHONPATH=src python benchmarks/experiments/ct_variants.py
     PYTHONPATH=src python benchmarks/experiments/ct_variants.py --no-peers
+    PYTHONPATH=src python benchmarks/experiments/ct_variants.py --no-peers --seeds 0,1,2 \
+        --override '{"ct_label_smoothing": 0}'
 """
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -38,10 +42,15 @@ def variants(ct, ref):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--override", default="{}", help="JSON dict of DFCConfig fields")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from benchmarks.baselines import run_baseline
     from napari_dfcseg import segment
+    from napari_dfcseg.engine.config import PRESETS
+
+    config = dataclasses.replace(PRESETS["default"], **json.loads(args.override))
 
     vol, ct, ref = read_ct_case()
     for name, image, reference, z_factor in variants(ct, ref):
@@ -49,10 +58,12 @@ def main(argv=None):
         spacing = tuple(vol.spacing)
         if z_factor:
             spacing = (spacing[0] * z_factor,) + spacing[1:]
-        r = segment(image, spacing=spacing, seed=0)
-        d = best_label_dice(r.labels, reference)
-        print(f"{name:13s} default K={r.n_tissues} " + " ".join(f"{g} {v:.3f}" for g, v in d.items())
-              + f" | mean {np.mean(list(d.values())):.3f} | {time.perf_counter() - t:.0f} s", flush=True)
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            r = segment(image, spacing=spacing, config=config, seed=seed)
+            d = best_label_dice(r.labels, reference)
+            print(f"{name:13s} seed {seed} K={r.n_tissues} " + " ".join(f"{g} {v:.3f}" for g, v in d.items())
+                  + f" | mean {np.mean(list(d.values())):.3f} | {time.perf_counter() - t:.0f} s",
+                  flush=True)
         if args.no_peers:
             continue
         best = {}

@@ -6,6 +6,7 @@ Torch-free, so the napari widget can build its controls from it at start-up.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ..errors import InvalidInputError
@@ -52,6 +53,18 @@ class DFCConfig:
         20 iterations, 0.446 after 50; docs/benchmarks.md, "End to end: the
         stages around training"). ``None``: ``max_iter`` on every scan. A
         user's own ``max_iter`` replaces it (:func:`~.parameters.apply_user_values`).
+    label_smoothing : float
+        Strength ``beta`` of an edge-stopped Potts prior on the final labels
+        (:mod:`~napari_dfcseg.engine.label_smoothing`: three mean-field steps over
+        the 3-voxel neighbourhood, weaker where the intensities change), on
+        anchored labels only. 0: each voxel's label on its own (the paper).
+    ct_label_smoothing : float or None
+        On a scan whose intensities are CT numbers: ``label_smoothing``
+        instead. CT soft tissues differ by less than a voxel's noise, and the
+        prior settles them (the public CT, mean best-label Dice 0.537 -> 0.561,
+        bone kept); on MR it cost thin CSF (MNI152 5 %/20 %: 0.866 -> 0.859),
+        so it is off there (docs/method.md, "CT: an edge-stopped Potts prior").
+        ``None``: ``label_smoothing`` on every scan.
     min_labels : int
         The paper's stop rule: stop once the run shows this many labels or fewer.
     w_similarity, w_continuity, w_scribble : float
@@ -161,6 +174,8 @@ class DFCConfig:
     momentum: float = 0.9
     max_iter: int = 1000
     ct_max_iter: int | None = None
+    label_smoothing: float = 0.0
+    ct_label_smoothing: float | None = None
     min_labels: int = 3
     w_similarity: float = 1.0
     w_continuity: float = 1.0
@@ -267,6 +282,11 @@ def _validate(cfg: DFCConfig) -> None:
     if cfg.ct_max_iter is not None and (not isinstance(cfg.ct_max_iter, int)
                                         or isinstance(cfg.ct_max_iter, bool) or cfg.ct_max_iter < 1):
         bad("ct_max_iter", "must be None or a positive integer")
+    if not (isinstance(cfg.label_smoothing, (int, float)) and 0 <= cfg.label_smoothing < math.inf):
+        bad("label_smoothing", "must be a number, 0 or more")
+    if cfg.ct_label_smoothing is not None and not (
+            isinstance(cfg.ct_label_smoothing, (int, float)) and 0 <= cfg.ct_label_smoothing < math.inf):
+        bad("ct_label_smoothing", "must be None or a number, 0 or more")
     if cfg.min_labels < 1:
         bad("min_labels", "must be at least 1")
     if cfg.min_iter < 0 or cfg.min_size < 0:
@@ -349,9 +369,11 @@ PRESETS["brain"] = PRESETS["default"]
 # scribble took 1064 mL of scalp fat for a 16 mL tumour)
 # on CT the HU anchor carries the classes: 20 iterations label as well as 50, at 0.4x the
 # training time (issue 12; docs/benchmarks.md, "End to end: the stages around training")
+# on CT an edge-stopped Potts prior settles the soft tissues the HU cannot (issue 11;
+# docs/method.md, "CT: an edge-stopped Potts prior")
 PRESETS["default"] = dataclasses.replace(PRESETS["brain"], n_clusters="auto", auto_mask=True,
                                          denoise="median", scribble_connected=True,
-                                         ct_max_iter=20)
+                                         ct_max_iter=20, ct_label_smoothing=1.0)
 PRESETS["fast"] = dataclasses.replace(PRESETS["default"], max_iter=25)
 
 

@@ -33,23 +33,21 @@ def _respond(net, x, device):
         return net.respond(torch.from_numpy(np.ascontiguousarray(x)).to(device)).float()
 
 
-def anchored_ids(r, x, mixture, weight):
-    """:func:`.prior.anchored_target` of channels-last responses ``r`` (B, ..., p).
+def anchored_scores(r, x, mixture, weight):
+    """Per-class scores whose argmax is :func:`.prior.anchored_target` of channels-last
+    responses ``r`` (B, ..., p): ``r_k + weight · loglik_k``, (B, ..., k) float32.
 
     ``log_softmax(r)_k = r_k - logsumexp(r)``, and the log-sum-exp is the same
     for every ``k`` of a voxel: the argmax over ``k`` of ``log_softmax(r)_k +
     weight · loglik_k`` is the argmax of ``r_k + weight · loglik_k``, without
-    an exponential of all ``p`` channels of every voxel (equal up to rounding).
-
-    Returns
-    -------
-    (B, ...) int64 tensor.
+    an exponential of all ``p`` channels of every voxel (equal up to rounding);
+    a softmax over ``k`` of these scores is the anchored posterior.
     """
     means, variances, weights = mixture
     if x.shape[1] != 1:
         loglik = intensity_loglik(x, mixture)  # (B, k, ...)
         k = loglik.shape[1]
-        return loglik.movedim(1, -1).mul_(weight).add_(r[..., :k].float()).argmax(-1)
+        return loglik.movedim(1, -1).mul_(weight).add_(r[..., :k].float())
     # one channel: intensity_loglik's arithmetic, step for step (the same floats), on one
     # channels-last (B, ..., k) buffer written in place; its broadcast form made five
     # full-size temporaries and a transpose, 1.4 of 3.4 CPU-s of labelling a 512x512x20 CT
@@ -57,7 +55,12 @@ def anchored_ids(r, x, mixture, weight):
     t = x[:, 0].float().unsqueeze(-1) - means[:, 0]  # (B, ..., k)
     t.mul_(t).div_(variances[:, 0]).add_(torch.log(2 * torch.pi * variances[:, 0]))
     t.mul_(-0.5).add_(torch.log(weights))
-    return t.mul_(weight).add_(r[..., :k].float()).argmax(-1)
+    return t.mul_(weight).add_(r[..., :k].float())
+
+
+def anchored_ids(r, x, mixture, weight):
+    """The argmax of :func:`anchored_scores`: (B, ...) int64 tensor."""
+    return anchored_scores(r, x, mixture, weight).argmax(-1)
 
 
 def volume_halo(net):
@@ -276,6 +279,15 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
     intensity_sum = torch.zeros(p, dtype=torch.float64)
     mixture = (mixture_tensors(vol.mixture, device)
                if vol.mixture is not None and config.anchor_weight > 0 else None)
+    # the Potts prior reads every voxel's scores and its neighbours': they are kept for the
+    # mask's bounding box, shifted by their maximum and stored in float16 (exact to ~1e-3
+    # log-odds near the top class, where an argmax is decided), and smoothed after the loop
+    smoothing = mixture is not None and config.label_smoothing > 0
+    if smoothing:
+        bbox_shape = tuple(s.stop - s.start for s in vol.bbox)
+        # with a border of one zero voxel (label_smoothing's flat shifts need it)
+        scores = torch.zeros((mixture[0].shape[0],) + tuple(n + 2 for n in bbox_shape),
+                             dtype=torch.float16)
 
     if mode == "2d":
         # in plane: the mask's bounding box plus the halo, so every mask
@@ -310,7 +322,10 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
             block_ids = inner.argmax(-1).cpu()  # (b, ...) int64
         else:
             x_t = torch.from_numpy(np.ascontiguousarray(x_inner)).to(inner.device)
-            block_ids = anchored_ids(inner, x_t, mixture, config.mixture_weight).cpu()
+            block_scores = anchored_scores(inner, x_t, mixture, config.mixture_weight)
+            block_ids = block_scores.argmax(-1).cpu()
+            if smoothing:
+                _keep_scores(scores, block_scores, target, vol.bbox, mode)
         if mode == "2d":
             valid = (np.ones(block_ids.shape, bool) if vol.mask is None
                      else vol.mask[z_idx][:, ys, xs])
@@ -338,5 +353,59 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
                                         minlength=p)
         if on_step is not None:
             on_step(done, len(jobs))
-    return RawLabels(ids=ids, counts=counts.numpy(), feature_sum=feature_sum.numpy(),
-                     intensity_sum=intensity_sum.numpy())
+    raw = RawLabels(ids=ids, counts=counts.numpy(), feature_sum=feature_sum.numpy(),
+                    intensity_sum=intensity_sum.numpy())
+    return _smoothed(raw, scores, vol, config) if smoothing else raw
+
+
+def _keep_scores(scores, block_scores, target, bbox, mode):
+    """Store a block's anchored scores (max-shifted, float16, classes first) in the bordered
+    bounding-box buffer (bounding-box voxel i at i + 1)."""
+    block = (block_scores - block_scores.amax(-1, keepdim=True)).cpu()
+    if mode == "2d":
+        z_idx, ys, xs = target
+        inner = block[:, bbox[1].start - ys.start:bbox[1].stop - ys.start,
+                      bbox[2].start - xs.start:bbox[2].stop - xs.start].permute(3, 0, 1, 2)
+        zs = np.asarray(z_idx) - bbox[0].start + 1
+        ny, nx = inner.shape[2:]
+        if zs.size and np.array_equal(zs, np.arange(zs[0], zs[0] + zs.size)):
+            scores[:, zs[0]:zs[0] + zs.size, 1:1 + ny, 1:1 + nx] = inner
+        else:
+            for i, z in enumerate(zs):
+                scores[:, z, 1:1 + ny, 1:1 + nx] = inner[:, i]
+    else:
+        region = tuple(slice(t.start - b.start + 1, t.stop - b.start + 1) for t, b in zip(target, bbox))
+        scores[(slice(None),) + region] = block[0].permute(3, 0, 1, 2)
+
+
+def _smoothed(raw, scores, vol, config):
+    """``raw`` with the labels of the edge-stopped Potts prior (:mod:`.label_smoothing`).
+
+    Voxels move only between the clusters the voxel-wise labels hold; the
+    counts and intensity sums are those of the new labels, each cluster's
+    feature sum its voxel-wise mean times its new count (the responses are
+    not kept).
+    """
+    from .label_smoothing import edge_weights, smooth_labels
+    from .normalize import neighbourhood_radius
+
+    bbox = vol.bbox
+    valid = vol.valid(bbox)
+    k = scores.shape[0]
+    present = raw.counts[:k] > 0
+    scores[torch.from_numpy(~present), 1:-1, 1:-1, 1:-1] = -torch.inf
+    radius = neighbourhood_radius(vol.spacing, vol.shape, config.thick_slice_ratio)
+    weights = edge_weights(vol.x, bbox, valid, radius)
+    new = smooth_labels(scores, valid, weights, config.label_smoothing, radius).numpy()
+    ids = raw.ids.copy()
+    inside = ids[bbox]
+    inside[valid] = new[valid].astype(np.int16)
+    ids[bbox] = inside
+    sel = inside[valid].astype(np.int64)
+    p = raw.counts.shape[0]
+    counts = np.bincount(sel, minlength=p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(raw.counts > 0, counts / np.maximum(raw.counts, 1), 0.0)
+    x0 = vol.x[0][bbox][valid].astype(np.float64)
+    return RawLabels(ids=ids, counts=counts, feature_sum=raw.feature_sum * scale[:, None],
+                     intensity_sum=np.bincount(sel, weights=x0, minlength=p))

@@ -348,6 +348,8 @@ def _fit(inputs, *, mode, config, seed, device, progress, cancel) -> _Fit:
     if ct and config.ct_max_iter is not None and config.ct_max_iter < config.max_iter:
         config = dataclasses.replace(config, max_iter=config.ct_max_iter,
                                      min_iter=min(config.min_iter, config.ct_max_iter))
+    if ct and config.ct_label_smoothing is not None:
+        config = dataclasses.replace(config, label_smoothing=config.ct_label_smoothing)
     # the tissue count before the denoising: its criterion takes its own 3x3x3 median
     # (docs/method.md, "Tissue count"); counted after the median too, the twice-filtered
     # classes were narrower and MNI 9 %/40 % got K = 4 on 2 of 3 seeds instead of 3
