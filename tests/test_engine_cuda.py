@@ -51,3 +51,16 @@ def test_cuda_fused_loss_equals_the_cpu_one():
     assert loss_gpu.item() == pytest.approx(loss_cpu.item(), rel=1e-5)
     assert torch.allclose(gpu.grad.cpu(), cpu.grad, rtol=1e-4, atol=1e-7)
     assert torch.equal(counts_gpu.cpu(), counts_cpu)
+
+
+def test_cuda_label_smoothing_agrees_with_the_cpu_one():
+    from napari_dfcseg.engine.label_smoothing import smooth_labels
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.nn.functional.pad(torch.randn(5, 9, 30, 28, generator=g), (1, 1, 1, 1, 1, 1))
+    valid = (torch.rand(9, 30, 28, generator=g) > 0.1).numpy()
+    weights = torch.rand(9, 30, 28, generator=g).numpy()
+    cpu = smooth_labels(scores, valid, weights, 1.0, (1, 1, 1))
+    gpu = smooth_labels(scores.cuda(), valid, weights, 1.0, (1, 1, 1))
+    assert not gpu.is_cuda  # labels come back to the host
+    assert (gpu == cpu)[torch.from_numpy(valid)].float().mean() > 0.999

@@ -65,7 +65,7 @@ def test_slabs_give_the_whole_volume_result(monkeypatch):
     valid = rng.random(truth.shape) > 0.1
     weights = rng.random(truth.shape).astype(np.float32)
     whole = smooth_labels(scores, valid, weights, 1.5, (1, 1, 1))
-    assert not torch.equal(whole, scores.argmax(0))  # the prior did change labels
+    assert not torch.equal(whole.long(), scores.argmax(0))  # the prior did change labels
     per_slice = 11 * 10  # bordered
     for slices in (1, 2, 5):  # slabs of 1, 2 and 5 slices + halo (3 steps + 1)
         monkeypatch.setattr(label_smoothing, "_SLAB_VOXELS", (slices + 8) * per_slice)

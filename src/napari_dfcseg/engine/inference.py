@@ -287,7 +287,7 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
         bbox_shape = tuple(s.stop - s.start for s in vol.bbox)
         # with a border of one zero voxel (label_smoothing's flat shifts need it)
         scores = torch.zeros((mixture[0].shape[0],) + tuple(n + 2 for n in bbox_shape),
-                             dtype=torch.float16)
+                             dtype=torch.float16, device=device)  # the mean field runs there
 
     if mode == "2d":
         # in plane: the mask's bounding box plus the halo, so every mask
@@ -361,7 +361,7 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
 def _keep_scores(scores, block_scores, target, bbox, mode):
     """Store a block's anchored scores (max-shifted, float16, classes first) in the bordered
     bounding-box buffer (bounding-box voxel i at i + 1)."""
-    block = (block_scores - block_scores.amax(-1, keepdim=True)).cpu()
+    block = (block_scores - block_scores.amax(-1, keepdim=True)).to(scores.device)
     if mode == "2d":
         z_idx, ys, xs = target
         inner = block[:, bbox[1].start - ys.start:bbox[1].stop - ys.start,
@@ -393,14 +393,13 @@ def _smoothed(raw, scores, vol, config):
     valid = vol.valid(bbox)
     k = scores.shape[0]
     present = raw.counts[:k] > 0
-    scores[torch.from_numpy(~present), 1:-1, 1:-1, 1:-1] = -torch.inf
+    scores[torch.from_numpy(~present).to(scores.device), 1:-1, 1:-1, 1:-1] = -torch.inf
     radius = neighbourhood_radius(vol.spacing, vol.shape, config.thick_slice_ratio)
     weights = edge_weights(vol.x, bbox, valid, radius)
     new = smooth_labels(scores, valid, weights, config.label_smoothing, radius).numpy()
-    ids = raw.ids.copy()
-    inside = ids[bbox]
-    inside[valid] = new[valid].astype(np.int16)
-    ids[bbox] = inside
+    ids = raw.ids  # in place: the voxel-wise ids are not needed after this
+    inside = ids[bbox]  # a view
+    inside[valid] = new[valid]
     sel = inside[valid].astype(np.int64)
     p = raw.counts.shape[0]
     counts = np.bincount(sel, minlength=p)

@@ -134,7 +134,8 @@ def _argmax_first(t):
     """``t.argmax(0)`` of (k, ...) by k elementwise comparisons (the first maximum, as argmax);
     torch's argmax over the first of four dimensions took 0.7 s per 26x380x400x10 window."""
     best = t[0].clone()
-    ids = torch.zeros(t.shape[1:], dtype=torch.uint8 if t.shape[0] <= 256 else torch.int16)
+    ids = torch.zeros(t.shape[1:], dtype=torch.uint8 if t.shape[0] <= 256 else torch.int16,
+                      device=t.device)
     for c in range(1, t.shape[0]):
         ids.masked_fill_(t[c] > best, c)
         torch.maximum(best, t[c], out=best)
@@ -186,8 +187,9 @@ def smooth_labels(scores, valid, weights, beta, radius, *, steps=SMOOTHING_STEPS
 
     Returns
     -------
-    (bz, by, bx) int64 tensor
-        The class of every voxel (meaningful inside ``valid``).
+    (bz, by, bx) int16 CPU tensor
+        The class of every voxel (meaningful inside ``valid``); computed on
+        ``scores``' device.
     """
     k, bz = scores.shape[0], scores.shape[1] - 2
     # one more plane of halo than the steps reach: the window's first and last planes get
@@ -195,11 +197,12 @@ def smooth_labels(scores, valid, weights, beta, radius, *, steps=SMOOTHING_STEPS
     halo = steps * radius[0] + 1
     per_slice = int(np.prod(scores.shape[2:4]))
     slab = max(1, _SLAB_VOXELS // per_slice - 2 * halo)
-    valid_b = _bordered(np.asarray(valid, np.float32))
-    bw_b = _bordered(np.asarray(weights, np.float32) * np.float32(beta))
+    device = scores.device  # where the scores are (a CUDA run's labelling device)
+    valid_b = _bordered(np.asarray(valid, np.float32)).to(device)
+    bw_b = _bordered(np.asarray(weights, np.float32) * np.float32(beta)).to(device)
     most = k * min(bz + 2, slab + 2 * halo) * per_slice
-    storage = [torch.zeros(most) for _ in range(4)]  # reused: fresh pages cost a fault each
-    ids = torch.empty((bz,) + tuple(n - 2 for n in scores.shape[2:]), dtype=torch.int64)
+    storage = [torch.zeros(most, device=device) for _ in range(4)]  # reused: fresh pages fault
+    ids = torch.empty((bz,) + tuple(n - 2 for n in scores.shape[2:]), dtype=torch.int16)
     for start in range(0, bz, slab):
         stop = min(bz, start + slab)
         # bordered coordinates: data plane i is plane i + 1
@@ -208,5 +211,5 @@ def smooth_labels(scores, valid, weights, beta, radius, *, steps=SMOOTHING_STEPS
         s_win, *work = (b[:int(np.prod(shape))].view(shape) for b in storage)
         s_win.copy_(scores[:, lo:hi])
         window = _mean_field(s_win, valid_b[lo:hi], bw_b[lo:hi], radius, steps, work)
-        ids[start:stop] = window[start + 1 - lo:stop + 1 - lo, 1:-1, 1:-1]
+        ids[start:stop] = window[start + 1 - lo:stop + 1 - lo, 1:-1, 1:-1].cpu()
     return ids
