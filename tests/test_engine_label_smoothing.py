@@ -155,3 +155,18 @@ def test_a_bad_smoothing_strength_is_refused(value):
         DFCConfig(label_smoothing=value)
     with pytest.raises(InvalidInputError, match="ct_label_smoothing"):
         DFCConfig(ct_label_smoothing=value)
+
+
+@pytest.mark.parametrize("radius", [(1, 1, 1), (0, 1, 1)])
+def test_edge_weights_take_scipys_local_range(radius):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, 7, 11, 9)).astype(np.float32)
+    bbox = tuple(slice(0, n) for n in x.shape[1:])
+    valid = np.ones(x.shape[1:], bool)
+    size = tuple(2 * r + 1 for r in radius)
+    r = np.maximum(*(ndimage.maximum_filter(c, size=size) - ndimage.minimum_filter(c, size=size)
+                     for c in x))
+    expected = np.exp(-(r / (label_smoothing.EDGE_SCALE * np.median(r))) ** 2)
+    np.testing.assert_allclose(edge_weights(x, bbox, valid, radius), expected, rtol=1e-5)

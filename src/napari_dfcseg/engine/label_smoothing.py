@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 __all__ = ["SMOOTHING_STEPS", "edge_weights", "smooth_labels"]
 
@@ -68,8 +67,12 @@ def edge_weights(x, bbox, valid, radius):
     size = tuple(2 * r + 1 for r in radius)
     local_range = None
     for channel in x:
-        block = np.ascontiguousarray(channel[ext], dtype=np.float32)
-        r = (ndimage.maximum_filter(block, size=size) - ndimage.minimum_filter(block, size=size))[crop]
+        # max pooling with stride 1 ignores the voxels past the volume's border, as a
+        # reflected border does for a 3-voxel window (scipy's maximum_filter, tested); in
+        # torch it runs on both cores without the GIL (a run's GUI thread keeps going)
+        block = torch.from_numpy(np.ascontiguousarray(channel[ext], dtype=np.float32))[None, None]
+        r = (torch.nn.functional.max_pool3d(block, size, 1, radius)
+             + torch.nn.functional.max_pool3d(-block, size, 1, radius))[0, 0].numpy()[crop]
         local_range = r if local_range is None else np.maximum(local_range, r)
     inside = local_range[valid]
     # a strided sample of at most ~1e6 voxels: the median of a 512x512x300 CT's body in 0.1 s
