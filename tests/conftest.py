@@ -95,6 +95,22 @@ AFFINE = np.array([
 ])
 
 
+def trunk_ct(shape, regions, *, body=(4, 4), blur=0.0, noise=8.0, seed=0):
+    """A synthetic trunk CT in HU: air, a fat body inset ``body`` voxels in (y, x), then each
+    ``((y0, y1), (x0, x1), hu)`` of ``regions`` painted in order on every slice, an in-plane
+    Gaussian blur of ``blur`` voxels (a scanner's partial volume) and Gaussian noise."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    hu = np.full(shape, -1000.0)
+    hu[:, body[0]:shape[1] - body[0], body[1]:shape[2] - body[1]] = -100.0
+    for (y0, y1), (x0, x1), value in regions:
+        hu[:, y0:y1, x0:x1] = value
+    if blur:
+        hu = ndi.gaussian_filter(hu, (0, blur, blur))
+    return hu + rng.normal(0, noise, hu.shape)
+
+
 def write_nifti(path, zyx, affine=AFFINE):
     """A (z, y, x) array as a NIfTI file (nibabel stores x, y, z), sform = qform = ``affine``."""
     import nibabel as nib

@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 
 from napari_dfcseg.engine import label_smoothing  # noqa: E402
 from napari_dfcseg.engine.label_smoothing import edge_weights  # noqa: E402
+from conftest import trunk_ct  # noqa: E402
 
 
 def smooth_labels(scores, *args, **kw):
@@ -119,13 +120,9 @@ def test_edge_weights_read_true_neighbours_outside_the_box():
 
 def _small_ct(seed=0):
     """A 12x48x48 'trunk' in HU: fat, two organs 10 HU apart under 15 HU noise, a vertebra."""
-    rng = np.random.default_rng(seed)
-    hu = np.full((12, 48, 48), -1000.0)
-    hu[:, 4:44, 4:44] = -100.0
-    hu[:, 8:24, 8:40] = 40.0
-    hu[:, 24:38, 8:40] = 50.0
-    hu[:, 38:42, 16:32] = 600.0
-    return np.round(hu + rng.normal(0, 15, hu.shape)).astype(np.float32)
+    hu = trunk_ct((12, 48, 48), [((8, 24), (8, 40), 40.0), ((24, 38), (8, 40), 50.0),
+                                 ((38, 42), (16, 32), 600.0)], noise=15.0, seed=seed)
+    return np.round(hu).astype(np.float32)
 
 
 def test_the_default_smooths_ct_labels_and_not_mr_labels():

@@ -8,6 +8,7 @@ import torch
 
 from napari_dfcseg import DFCConfig, InvalidInputError, apply_model, segment
 from napari_dfcseg.datasets import head_phantom
+from conftest import trunk_ct
 from napari_dfcseg.engine.prior import (anchored_target, fit_gaussian_mixture, fit_intensity_mixture,
                                         intensity_prior, scribble_mixture)
 
@@ -184,20 +185,15 @@ def test_one_channel_em_gives_the_general_loops_floats_bit_for_bit(monkeypatch):
 
 def _blurred_ct(seed=0):
     """A small CT in HU with partial volume at every border: fat, two organs, lung, gas, a vertebra."""
-    from scipy import ndimage as ndi
-
-    rng = np.random.default_rng(seed)
-    hu = np.full((12, 64, 64), -1000.0)
-    hu[:, 4:60, 4:60] = -100.0                      # fat
-    hu[:, 10:30, 10:54] = 40.0                      # organ A
-    hu[:, 30:50, 10:54] = 60.0                      # organ B
-    hu[:, 12:26, 14:30] = -850.0                    # lung
-    hu[:, 14:20, 36:44] = -1000.0                   # bowel gas
-    hu[:, 50:58, 24:40] = 500.0                     # a vertebra
-    hu = ndi.gaussian_filter(hu, (0, 1.0, 1.0))     # partial volume, as a scanner's blur
+    hu = trunk_ct((12, 64, 64), [((10, 30), (10, 54), 40.0),        # organ A
+                                 ((30, 50), (10, 54), 60.0),        # organ B
+                                 ((12, 26), (14, 30), -850.0),      # lung
+                                 ((14, 20), (36, 44), -1000.0),     # bowel gas
+                                 ((50, 58), (24, 40), 500.0)],      # a vertebra
+                  blur=1.0, seed=seed)
     mask = np.zeros(hu.shape, bool)
     mask[:, 4:60, 4:60] = True
-    return hu + rng.normal(0, 8, hu.shape), mask
+    return hu, mask
 
 
 @pytest.mark.parametrize("k", [6, 7, 8])

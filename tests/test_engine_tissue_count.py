@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_dfcseg.datasets import head_phantom
+from conftest import trunk_ct
 from napari_dfcseg.engine.foreground import auto_foreground
 from napari_dfcseg.engine.tissue_count import choose_tissue_count
 
@@ -80,15 +81,12 @@ def test_scribbled_classes_keep_their_ids_with_auto_count():
 
 def _synthetic_ct(seed=0):
     """A 40×64×64 'trunk' in HU: air outside, fat, three organs 40 HU apart, lung and bone."""
-    rng = np.random.default_rng(seed)
-    hu = np.full((40, 64, 64), -1000.0)
-    hu[:, 4:60, 4:60] = -100.0                       # fat
-    hu[:, 10:30, 10:54] = 20.0                       # organ A
-    hu[:, 30:50, 10:32] = 60.0                       # organ B
-    hu[:, 30:50, 32:54] = 100.0                      # organ C
-    hu[:, 12:20, 14:26] = -850.0                     # lung
-    hu[:, 52:56, 20:44] = 700.0                      # bone
-    return hu + rng.normal(0, 8, hu.shape)
+    return trunk_ct((40, 64, 64), [((10, 30), (10, 54), 20.0),      # organ A
+                                   ((30, 50), (10, 32), 60.0),      # organ B
+                                   ((30, 50), (32, 54), 100.0),     # organ C
+                                   ((12, 20), (14, 26), -850.0),    # lung
+                                   ((52, 56), (20, 44), 700.0)],    # bone
+                    seed=seed)
 
 
 def test_ct_counts_the_soft_tissue_window_on_its_own():

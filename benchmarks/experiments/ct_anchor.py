@@ -21,14 +21,13 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ct_abdomen import GROUPS, best_label_dice, read_ct_case  # noqa: E402
+from ct_abdomen import GROUPS, read_ct_case, scored_run  # noqa: E402
 
 SHOWN = {**GROUPS, "vessels": [52] + list(range(62, 69))}
 
@@ -75,7 +74,6 @@ def main(argv=None):
     parser.add_argument("--oracle", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    from napari_dfcseg import segment
     from napari_dfcseg.engine import prior
     from napari_dfcseg.engine.config import PRESETS
 
@@ -98,13 +96,9 @@ def main(argv=None):
         if share is not None:
             prior._CT_FLAT_SHARE = share
         for seed in [int(s) for s in args.seeds.split(",")]:
-            t = time.perf_counter()
-            r = segment(ct, spacing=vol.spacing, config=config, seed=seed)
-            d = best_label_dice(r.labels, ref)
-            print(f"flat share {prior._CT_FLAT_SHARE} seed {seed} K={r.n_tissues} "
-                  + " ".join(f"{g} {v:.3f}" for g, v in d.items())
-                  + f" | mean {np.mean(list(d.values())):.3f} | {time.perf_counter() - t:.0f} s"
-                  + f"\n  why: {r.tissue_count_reason}", flush=True)
+            r, line, seconds = scored_run(ct, vol.spacing, ref, config, seed)
+            print(f"flat share {prior._CT_FLAT_SHARE} {line} | {seconds:.0f} s"
+                  f"\n  why: {r.tissue_count_reason}", flush=True)
             if args.composition:
                 composition(r.labels, ref, ct)
 

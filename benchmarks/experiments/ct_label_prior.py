@@ -19,14 +19,13 @@ group as ``ct_abdomen.py``:
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ct_abdomen import best_label_dice, read_ct_case  # noqa: E402
+from ct_abdomen import read_ct_case, scored_run  # noqa: E402
 
 CAPTURED = {}
 
@@ -59,7 +58,6 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from napari_dfcseg import segment
     from napari_dfcseg.engine import label_smoothing
     from napari_dfcseg.engine.config import PRESETS
 
@@ -87,13 +85,8 @@ def main(argv=None):
             label_smoothing.smooth_labels = (lambda *a, _f=form, **k: smooth(_f, *a, **k))
             config = dataclasses.replace(PRESETS["default"], ct_label_smoothing=beta)
             for seed in [int(s) for s in args.seeds.split(",")]:
-                t = time.perf_counter()
-                r = segment(ct, spacing=vol.spacing, config=config, seed=seed)
-                d = best_label_dice(r.labels, ref)
-                print(f"{form:8s} beta {beta:.2f} seed {seed} K={r.n_tissues} "
-                      + " ".join(f"{g} {v:.3f}" for g, v in d.items())
-                      + f" | mean {np.mean(list(d.values())):.3f} | {time.perf_counter() - t:.1f} s",
-                      flush=True)
+                _, line, seconds = scored_run(ct, vol.spacing, ref, config, seed)
+                print(f"{form:8s} beta {beta:.2f} {line} | {seconds:.1f} s", flush=True)
 
 
 if __name__ == "__main__":
