@@ -15,14 +15,17 @@ slabs go through a fixed network of element-wise ``minimum``/``maximum``:
    sorted 3×3 matrix; one axis: the median of three.
 
 126 operations a voxel for 3×3×3 (24 sorting the triples, 102 of the
-network); 0.15 s wall for MNI152's 156×187×151 block at 2 threads against
-SimpleITK's 0.8 s (docs/benchmarks.md).
+network), on slabs of a few slices walked by torch's thread count of Python
+threads with one op thread each: 0.18-0.22 CPU-s for MNI152's 156×187×151
+block against SimpleITK's 1.5-1.6 (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from .losses import MAX_PARTS, _one_cpu_thread, _part_pool
 
 __all__ = ["median_filter", "MEDIAN27_NETWORK"]
 
@@ -131,8 +134,23 @@ def median_filter(a, radius):
     p = torch.nn.functional.pad(x[None, None], (rx, rx, ry, ry, rz, rz), mode="replicate")[0, 0]
     out = np.empty_like(a)
     step = max(1, _SLAB_ELEMENTS // max(1, a[:1].size))
-    with torch.no_grad():
-        for z0 in range(0, a.shape[0], step):
-            z1 = min(a.shape[0], z0 + step)
-            out[z0:z1] = _median(p[z0:z1 + 2 * rz], axes).numpy()
+    starts = list(range(0, a.shape[0], step))
+
+    def walk(part):  # every slab of one run, its ops on one thread (no OpenMP barrier)
+        with torch.no_grad():
+            for z0 in part:
+                z1 = min(a.shape[0], z0 + step)
+                out[z0:z1] = _median(p[z0:z1 + 2 * rz], axes).numpy()
+
+    # the slabs in runs walked by torch's thread count of Python threads, one op thread
+    # each (as the loss's slabs, engine/losses.py): measured at load 2-3 on 2 cores, the
+    # ~100 small ops a slab on two OpenMP threads took 11-17 CPU-s of MNI152's block (each
+    # op's barrier waits for the busy core), against 0.3 CPU-s on a quiet machine
+    parts = min(torch.get_num_threads(), MAX_PARTS, len(starts)) if x.device.type == "cpu" else 1
+    runs = [starts[i * len(starts) // parts:(i + 1) * len(starts) // parts] for i in range(parts)]
+    with _one_cpu_thread(x.device):
+        futures = [_part_pool().submit(walk, run) for run in runs[1:]]
+        walk(runs[0])
+        for f in futures:
+            f.result()
     return out
