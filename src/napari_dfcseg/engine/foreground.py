@@ -130,10 +130,13 @@ def _close(binary, spacing, mm):
 def _mr_threshold(image, spacing):
     import SimpleITK as sitk
 
-    img = _to_sitk(image.astype(np.float32), spacing)
+    from .median import median_filter
+
     # a 3x3 in-plane median: removes the speckle of the air's noise without moving edges
-    # (a Gaussian blur moved the outline one to two voxels out into the air)
-    smooth = sitk.Median(img, [1, 1, 0])
+    # (a Gaussian blur moved the outline one to two voxels out into the air); SimpleITK's
+    # Median(img, [1, 1, 0]) bit for bit, ~5x faster (engine/median.py)
+    values = median_filter(image.astype(np.float32), (0, 1, 1))
+    smooth = _to_sitk(values, spacing)
     thresholds = []
     for f in (sitk.OtsuThresholdImageFilter(), sitk.TriangleThresholdImageFilter()):
         f.SetInsideValue(0)
@@ -141,7 +144,7 @@ def _mr_threshold(image, spacing):
         f.SetNumberOfHistogramBins(256)
         f.Execute(smooth)
         thresholds.append(f.GetThreshold())
-    return sitk.GetArrayFromImage(smooth), min(thresholds)
+    return values, min(thresholds)
 
 
 def auto_foreground(image, spacing=(1.0, 1.0, 1.0), *, modality=""):
