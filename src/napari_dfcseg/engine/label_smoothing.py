@@ -124,13 +124,12 @@ def _neighbour_sum(q, radius, buffers):
 def _posterior(t, valid, out):
     """softmax over the classes (dim 0) of ``t`` (k, z, y, x), times ``valid``, into ``out``.
 
-    Channels first, the class maximum and sum are elementwise over k planes:
-    ``torch.softmax`` over a last dimension of ~10 classes took 2.0 of 3.3 s
-    of the mean field on a 512x512x20 CT.
+    Classes first, torch's softmax over dim 0 is one vectorised pass over k planes, and its
+    ``out=`` form reuses a buffer (a fresh one per step faulted in 180 MB of pages): 35 ms
+    against 70 ms for max / subtract / exp / sum / divide, and 2 s for ``torch.softmax``
+    over a last dimension of ~10 classes, on a 10x22x460x460 window.
     """
-    q = torch.sub(t, t.amax(0), out=out)
-    q.exp_()
-    return q.mul_(valid / q.sum(0))
+    return torch.ops.aten._softmax.out(t, 0, False, out=out).mul_(valid)
 
 
 def _argmax_first(t):
@@ -157,7 +156,8 @@ def _mean_field(s, valid, bw, radius, steps, work):
     t = s
     for _ in range(steps):
         q = _posterior(t, valid, q)
-        t = _neighbour_sum(q, radius, buffers).mul_(bw).add_(s)
+        n = _neighbour_sum(q, radius, buffers)
+        t = torch.addcmul(s, n, bw, out=n)  # s + bw * n, in n's buffer
     return _argmax_first(t)
 
 
