@@ -155,7 +155,10 @@ def test_a_bad_smoothing_strength_is_refused(value):
 
 
 @pytest.mark.parametrize("radius", [(1, 1, 1), (0, 1, 1)])
-def test_edge_weights_take_scipys_local_range(radius):
+@pytest.mark.parametrize("planes_a_slab", [None, 1, 3])
+def test_edge_weights_take_scipys_local_range(radius, planes_a_slab, monkeypatch):
+    if planes_a_slab:  # the ranges in slabs of planes, each reading its neighbour planes
+        monkeypatch.setattr(label_smoothing, "_SLAB_VOXELS", 4 * 11 * 9 * planes_a_slab)
     from scipy import ndimage
 
     rng = np.random.default_rng(6)

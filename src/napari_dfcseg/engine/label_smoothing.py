@@ -61,19 +61,26 @@ def edge_weights(x, bbox, valid, radius):
         (the largest over channels), the median over ``valid``; 1 everywhere
         when the valid voxels have no range at all.
     """
-    ext = tuple(slice(max(0, s.start - r), min(n, s.stop + r))
-                for s, r, n in zip(bbox, radius, x.shape[1:]))
-    crop = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(bbox, ext))
     size = tuple(2 * r + 1 for r in radius)
-    local_range = None
-    for channel in x:
-        # max pooling with stride 1 ignores the voxels past the volume's border, as a
-        # reflected border does for a 3-voxel window (scipy's maximum_filter, tested); in
-        # torch it runs on both cores without the GIL (a run's GUI thread keeps going)
-        block = torch.from_numpy(np.ascontiguousarray(channel[ext], dtype=np.float32))[None, None]
-        r = (torch.nn.functional.max_pool3d(block, size, 1, radius)
-             + torch.nn.functional.max_pool3d(-block, size, 1, radius))[0, 0].numpy()[crop]
-        local_range = r if local_range is None else np.maximum(local_range, r)
+    bz = bbox[0].stop - bbox[0].start
+    local_range = np.empty(tuple(b.stop - b.start for b in bbox), np.float32)
+    # in slabs of planes (each with its neighbours' planes): the temporaries of a whole
+    # 512x512x300 box were ~1.3 GB
+    step = max(1, _SLAB_VOXELS // max(1, local_range[0].size) // 4)
+    for z0 in range(0, bz, step):
+        part = (slice(bbox[0].start + z0, bbox[0].start + min(bz, z0 + step)),) + tuple(bbox[1:])
+        ext = tuple(slice(max(0, s.start - r), min(n, s.stop + r))
+                    for s, r, n in zip(part, radius, x.shape[1:]))
+        crop = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(part, ext))
+        out = local_range[z0:z0 + step]
+        for c, channel in enumerate(x):
+            # max pooling with stride 1 ignores the voxels past the volume's border, as a
+            # reflected border does for a 3-voxel window (scipy's maximum_filter, tested); in
+            # torch it runs on both cores without the GIL (a run's GUI thread keeps going)
+            block = torch.from_numpy(np.ascontiguousarray(channel[ext], dtype=np.float32))[None, None]
+            r = (torch.nn.functional.max_pool3d(block, size, 1, radius)
+                 + torch.nn.functional.max_pool3d(-block, size, 1, radius))[0, 0].numpy()[crop]
+            out[...] = r if c == 0 else np.maximum(out, r)
     inside = local_range[valid]
     # a strided sample of at most ~1e6 voxels: the median of a 512x512x300 CT's body in 0.1 s
     scale = float(np.median(inside[::max(1, inside.size // 1_000_000)])) if inside.size else 0.0
@@ -161,10 +168,12 @@ def _mean_field(s, valid, bw, radius, steps, work):
     return _argmax_first(t)
 
 
-def _bordered(a):
-    """``a`` (z, y, x) in a new zero array one voxel larger on each side."""
-    out = np.zeros(tuple(n + 2 for n in a.shape), a.dtype)
-    out[1:-1, 1:-1, 1:-1] = a
+def _bordered_planes(a, lo, hi):
+    """Planes ``lo:hi`` of ``a`` (z, y, x) one voxel larger on every side, as float32: plane
+    ``p`` holds ``a[p - 1]`` (zeros before the first and after the last)."""
+    out = np.zeros((hi - lo, a.shape[1] + 2, a.shape[2] + 2), np.float32)
+    first, last = max(lo, 1), min(hi, a.shape[0] + 1)
+    out[first - lo:last - lo, 1:-1, 1:-1] = a[first - 1:last - 1]
     return torch.from_numpy(out)
 
 
@@ -201,8 +210,6 @@ def smooth_labels(scores, valid, weights, beta, radius, *, steps=SMOOTHING_STEPS
     per_slice = int(np.prod(scores.shape[2:4]))
     slab = max(1, _SLAB_VOXELS // per_slice - 2 * halo)
     device = scores.device  # where the scores are (a CUDA run's labelling device)
-    valid_b = _bordered(np.asarray(valid, np.float32)).to(device)
-    bw_b = _bordered(np.asarray(weights, np.float32) * np.float32(beta)).to(device)
     most = k * min(bz + 2, slab + 2 * halo) * per_slice
     storage = [torch.zeros(most, device=device) for _ in range(4)]  # reused: fresh pages fault
     ids = torch.empty((bz,) + tuple(n - 2 for n in scores.shape[2:]), dtype=torch.int16)
@@ -213,6 +220,8 @@ def smooth_labels(scores, valid, weights, beta, radius, *, steps=SMOOTHING_STEPS
         shape = (k, hi - lo) + tuple(scores.shape[2:])
         s_win, *work = (b[:int(np.prod(shape))].view(shape) for b in storage)
         s_win.copy_(scores[:, lo:hi])
-        window = _mean_field(s_win, valid_b[lo:hi], bw_b[lo:hi], radius, steps, work)
+        valid_w = _bordered_planes(valid, lo, hi).to(device)
+        bw_w = _bordered_planes(weights, lo, hi).mul_(float(beta)).to(device)
+        window = _mean_field(s_win, valid_w, bw_w, radius, steps, work)
         ids[start:stop] = window[start + 1 - lo:stop + 1 - lo, 1:-1, 1:-1].cpu()
     return ids
