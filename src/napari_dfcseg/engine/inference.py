@@ -5,6 +5,10 @@ The response map of a whole volume, (p, z, y, x) floats, is never held:
 the network's receptive field (so the chunked labels equal a single
 whole-volume pass), and the per-cluster statistics that post-processing
 needs (voxel count, mean feature, mean intensity) are accumulated on the fly.
+With ``label_smoothing`` (CT by default) the anchored scores of the K mixture
+classes (not the p responses) are kept for the mask's bounding box, in
+float16, for the edge-stopped Potts prior run after the pass
+(:mod:`.label_smoothing`).
 """
 
 from __future__ import annotations
@@ -253,6 +257,9 @@ def label_volume(net, vol, mode, config, device, *, cancel=None, on_step=None):
     log-likelihood): the label is the E-step of the mixture whose spatial
     prior is the network, so a class the network has not learnt yet keeps
     the voxels its intensity claims (measured in docs/method.md, "Final labels").
+    With ``config.label_smoothing`` > 0 those anchored labels then take an
+    edge-stopped Potts prior (:func:`.label_smoothing.smooth_labels`;
+    docs/method.md, "CT: an edge-stopped Potts prior").
 
     Parameters
     ----------
