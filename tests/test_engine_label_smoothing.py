@@ -170,3 +170,17 @@ def test_edge_weights_take_scipys_local_range(radius, planes_a_slab, monkeypatch
                      for c in x))
     expected = np.exp(-(r / (label_smoothing.EDGE_SCALE * np.median(r))) ** 2)
     np.testing.assert_allclose(edge_weights(x, bbox, valid, radius), expected, rtol=1e-5)
+
+
+def test_a_class_kept_off_every_voxel_stays_off_across_unequal_windows(monkeypatch):
+    # -inf scores (an absent class) in windows of unequal length sharing the same buffers:
+    # stale -inf cells on the zero border must not become NaN (0 * -inf) and reach the labels
+    rng = np.random.default_rng(7)
+    truth, two = _ambiguous_halves(rng, shape=(11, 9, 8))
+    scores = torch.cat([torch.full((1,) + truth.shape, -torch.inf), two])  # class 0 absent
+    valid = np.ones(truth.shape, bool)
+    weights = rng.random(truth.shape).astype(np.float32)
+    whole = smooth_labels(scores, valid, weights, 1.0, (1, 1, 1))
+    assert (whole > 0).all()
+    monkeypatch.setattr(label_smoothing, "_SLAB_VOXELS", (3 + 8) * 11 * 10)  # 3 + 3 + 3 + 2
+    assert torch.equal(smooth_labels(scores, valid, weights, 1.0, (1, 1, 1)), whole)

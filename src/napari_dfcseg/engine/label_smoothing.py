@@ -35,6 +35,10 @@ __all__ = ["SMOOTHING_STEPS", "edge_weights", "smooth_labels"]
 SMOOTHING_STEPS = 3
 #: the prior's weight is e^-1 where the local range is this many times the mask's median range
 EDGE_SCALE = 2.0
+#: what a score of -inf (a class kept off a voxel, or a float16 overflow) becomes in a
+#: window: finite, so that 0 * score never makes a NaN on the zero border; exp() of it
+#: (from the top class's 0) is exactly 0 in float32, as exp(-inf)
+_SCORE_FLOOR = -3.0e4
 #: voxels of a slab's window (times the classes: each of its 4 float32 buffers, 320 MB at
 #: 10 classes); 2e6 spent 1.9x the work of the inner slabs on the halos of 512x512 slices
 _SLAB_VOXELS = 8_000_000
@@ -169,7 +173,8 @@ def _mean_field(s, valid, bw, radius, steps, work):
     ``s`` (k, z, y, x) float32, ``valid`` and ``bw`` (z, y, x) float32, with
     a border of one voxel on every side where ``valid`` is 0 (or, along z,
     real voxels the caller does not read back); ``work``: three float32
-    buffers of ``s``'s size, finite everywhere.
+    buffers of ``s``'s size, finite everywhere (``s`` finite too: a border cell is
+    ``s + 0 * n``, and a stale -inf there would make a NaN that its inner neighbours read).
     """
     q, buffers = work[0], work[1:]
     t = s
@@ -234,7 +239,7 @@ def smooth_labels(scores, valid, weights, beta, radius, *, steps=SMOOTHING_STEPS
         lo, hi = max(0, start + 1 - halo), min(bz + 2, stop + 1 + halo)
         shape = (k, hi - lo) + tuple(scores.shape[2:])
         s_win, *work = (b[:int(np.prod(shape))].view(shape) for b in storage)
-        s_win.copy_(scores[:, lo:hi])
+        s_win.copy_(scores[:, lo:hi]).clamp_(min=_SCORE_FLOOR)
         valid_w = _bordered_planes(valid, lo, hi).to(device)
         bw_w = _bordered_planes(weights, lo, hi).mul_(float(beta)).to(device)
         window = _mean_field(s_win, valid_w, bw_w, radius, steps, work)
